@@ -1,0 +1,54 @@
+"""``sitsformer <command>``: the command-line tool.
+
+Each command lives in its own module of this package and exposes ``register(subparsers)``,
+which adds an ``argparse`` sub-parser whose ``func`` default runs the command and returns an
+exit code. Nothing in the library imports this package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Command modules, in the order ``--help`` lists them. A module that is not present yet is
+# skipped, so commands can be added one module at a time.
+COMMAND_MODULES = ["demo", "data", "train", "evaluate", "predict", "pretrain", "finetune", "sweep"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sitsformer import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="sitsformer",
+        description="Train, pre-train, fine-tune, tune, evaluate and map with SITS-Former "
+        "models on satellite image time series.",
+    )
+    parser.add_argument("--version", action="version", version=f"sitsformer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"sitsformer.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"sitsformer.cli.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

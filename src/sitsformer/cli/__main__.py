@@ -1,0 +1,5 @@
+import sys
+
+from sitsformer.cli import main
+
+sys.exit(main())

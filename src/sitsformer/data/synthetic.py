@@ -1,0 +1,144 @@
+"""GENERATED demo data: Sentinel-2-like time series with class-specific seasonal curves.
+
+This is synthetic data, made with a fixed seed so that the demo, the docs and the tests run
+anywhere without downloads. It is not a substitute for real data: use it to check a pipeline,
+never to report accuracy on land cover.
+
+Each class has a vegetation-fraction curve over the year (a double logistic: green-up, then
+senescence) that mixes soil, vegetation, water or built-up spectra over the 10 Sentinel-2 bands
+(B2, B3, B4, B5, B6, B7, B8, B8A, B11, B12). Every sample is a field (``group``) with its own
+jittered phenology; dates are an irregular subset of the 5-day revisit; clouds brighten a
+random share of pixels at some dates and are marked in ``pixel_mask`` and ``mask``. Values are
+reflectance x 10000, as Sentinel-2 L2A products store them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+S2_BANDS = ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12"]
+DEMO_CLASSES = ["winter cereal", "maize", "rapeseed", "grassland", "forest", "water", "urban",
+                "bare soil"]
+
+# Endmember reflectances (0..1) for the 10 bands.
+_SOIL = np.array([0.08, 0.11, 0.14, 0.17, 0.19, 0.21, 0.23, 0.25, 0.30, 0.26])
+_VEG = np.array([0.03, 0.06, 0.03, 0.10, 0.28, 0.36, 0.42, 0.44, 0.22, 0.11])
+_WATER = np.array([0.06, 0.05, 0.03, 0.02, 0.015, 0.01, 0.01, 0.01, 0.005, 0.003])
+_URBAN = np.array([0.10, 0.12, 0.13, 0.15, 0.17, 0.18, 0.19, 0.20, 0.24, 0.22])
+_CLOUD = np.array([0.45, 0.46, 0.48, 0.49, 0.50, 0.50, 0.51, 0.51, 0.40, 0.30])
+_FLOWER = np.array([0.0, 0.06, 0.08, 0.05, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])  # yellow rapeseed bloom
+
+# Per class: (base fraction, amplitude, green-up doy, senescence doy, background endmember).
+_PHENOLOGY: dict[str, tuple[float, float, float, float, np.ndarray]] = {
+    "winter cereal": (0.10, 0.80, 70, 175, _SOIL),
+    "maize": (0.05, 0.85, 160, 255, _SOIL),
+    "rapeseed": (0.15, 0.75, 50, 150, _SOIL),
+    "grassland": (0.40, 0.35, 90, 290, _SOIL),
+    "forest": (0.65, 0.25, 115, 285, _SOIL),
+    "water": (0.00, 0.00, 0, 0, _WATER),
+    "urban": (0.08, 0.05, 110, 280, _URBAN),
+    "bare soil": (0.03, 0.05, 120, 200, _SOIL),
+}
+
+
+@dataclass
+class DemoData:
+    """Generated samples following the sample contract, with their metadata."""
+
+    samples: list[dict[str, Any]]
+    classes: list[str]
+    bands: list[str] = field(default_factory=lambda: list(S2_BANDS))
+    generated: bool = True  # always True: this is synthetic data
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def make_demo_data(
+    n_samples: int = 800,
+    img_size: int = 1,
+    num_classes: int = 8,
+    samples_per_field: int = 4,
+    min_dates: int = 20,
+    max_dates: int = 40,
+    cloud_prob: float = 0.25,
+    year: int = 2021,
+    seed: int = 0,
+) -> DemoData:
+    """Generate a labelled demo set (GENERATED, not real data).
+
+    Args:
+        n_samples: number of samples.
+        img_size: side of each sample's patch (1 = pixel time series).
+        num_classes: how many of the 8 demo classes to use (2..8).
+        samples_per_field: samples drawn from one field share its phenology; ``group`` holds
+            the field id, for grouped splits.
+        min_dates, max_dates: each sample keeps a random number of dates in this range from the
+            5-day revisit of ``year`` (so T differs between samples).
+        cloud_prob: probability that a date is cloudy (a random share of its pixels covered).
+        seed: everything is determined by it.
+
+    Returns:
+        :class:`DemoData` whose samples have ``sequence (T, 10, H, W)`` (reflectance x 10000),
+        ``mask``, ``doy``, ``dates``, ``pixel_mask``, ``label``, ``group``.
+    """
+    if not 2 <= num_classes <= len(DEMO_CLASSES):
+        raise ValueError(f"num_classes must be in 2..{len(DEMO_CLASSES)}, got {num_classes}")
+    if not 1 <= min_dates <= max_dates <= 73:
+        raise ValueError(f"need 1 <= min_dates <= max_dates <= 73, got {min_dates}, {max_dates}")
+    rng = np.random.default_rng(seed)
+    classes = DEMO_CLASSES[:num_classes]
+    start = np.datetime64(f"{year}-01-01")
+    samples: list[dict[str, Any]] = []
+    n_fields = -(-n_samples // samples_per_field)
+    field_class = np.arange(n_fields) % num_classes
+    rng.shuffle(field_class)
+    field_jitter = rng.normal(0.0, 1.0, size=(n_fields, 4))
+    for i in range(n_samples):
+        fid = i // samples_per_field
+        label = int(field_class[fid])
+        base, amp, green, senesce, background = _PHENOLOGY[classes[label]]
+        jit = field_jitter[fid]
+        base = float(np.clip(base + 0.03 * jit[0], 0, 1))
+        amp = float(np.clip(amp * (1 + 0.1 * jit[1]), 0, 1 - base))
+        green, senesce = green + 10 * jit[2], senesce + 10 * jit[3]
+
+        offset = int(rng.integers(0, 5))
+        grid = np.arange(offset, 365, 5)
+        t = int(rng.integers(min_dates, max_dates + 1))
+        days = np.sort(rng.choice(grid, size=min(t, grid.size), replace=False))
+        dates = start + days.astype("timedelta64[D]")
+        doy = (days + 1).astype(np.int64)
+
+        frac = base + amp * (_sigmoid((doy - green) / 8.0) - _sigmoid((doy - senesce) / 10.0))
+        refl = background[None, :] * (1 - frac[:, None]) + _VEG[None, :] * frac[:, None]
+        if classes[label] == "rapeseed":
+            refl = refl + _FLOWER[None, :] * np.exp(-0.5 * ((doy[:, None] - 115) / 10.0) ** 2)
+        h = w = img_size
+        x = refl[:, :, None, None] * (1 + 0.03 * rng.standard_normal((doy.size, 1, h, w)))
+        x = x + 0.005 * rng.standard_normal((doy.size, 10, h, w))
+
+        cover = np.where(rng.random(doy.size) < cloud_prob, rng.uniform(0.3, 1.0, doy.size), 0.0)
+        cloudy = rng.random((doy.size, h, w)) < cover[:, None, None]
+        opacity = rng.uniform(0.6, 1.0, (doy.size, 1, h, w))
+        x = np.where(cloudy[:, None], (1 - opacity) * x + opacity * _CLOUD[None, :, None, None], x)
+        pixel_mask = ~cloudy
+        mask = pixel_mask.mean(axis=(1, 2)) >= 0.5
+
+        samples.append({
+            "sequence": np.clip(x * 10000.0, 0, 10000).astype(np.float32),
+            "mask": mask,
+            "doy": doy,
+            "dates": dates,
+            "pixel_mask": pixel_mask,
+            "label": label,
+            "group": fid,
+        })
+    return DemoData(samples=samples, classes=list(classes))

@@ -1,0 +1,16 @@
+"""Building blocks shared by every model: masked attention, MLP, embeddings, date encodings."""
+
+from sitsformer.layers.attention import MaskedSelfAttention
+from sitsformer.layers.date_encoding import DATE_ENCODINGS, DateEncoding, sinusoidal_encoding
+from sitsformer.layers.embeddings import Conv3dEmbed, PatchEmbed
+from sitsformer.layers.mlp import Mlp
+
+__all__ = [
+    "DATE_ENCODINGS",
+    "Conv3dEmbed",
+    "DateEncoding",
+    "MaskedSelfAttention",
+    "Mlp",
+    "PatchEmbed",
+    "sinusoidal_encoding",
+]

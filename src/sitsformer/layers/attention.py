@@ -1,0 +1,61 @@
+"""Masked multi-head self-attention on ``F.scaled_dot_product_attention``.
+
+The mask convention is the library's one convention: ``valid`` is a boolean tensor where
+True means "this key is a real observation and may be attended to". Rows whose keys are all
+invalid (a sample with no clear date) would give NaN in a softmax; here such rows attend to
+every key instead, which keeps everything finite. Callers drop those rows later (the model
+zeroes the pooled feature of a sample without any valid date).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+class MaskedSelfAttention(nn.Module):
+    """Multi-head self-attention with a key-validity mask.
+
+    Args:
+        dim: token width.
+        num_heads: number of heads; must divide ``dim``.
+        attn_drop: dropout on the attention weights (training only).
+        proj_drop: dropout after the output projection.
+    """
+
+    def __init__(self, dim: int, num_heads: int, attn_drop: float = 0.0, proj_drop: float = 0.0):
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(
+                f"num_heads must divide embed_dim: got embed_dim={dim}, num_heads={num_heads}"
+            )
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Attend over the second axis of ``x``.
+
+        Args:
+            x: tokens ``(B, L, D)``.
+            valid: bool ``(B, L)``, True = the key at that position may be attended to.
+
+        Returns:
+            ``(B, L, D)``.
+        """
+        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.num_heads)
+        attn_mask = None
+        if valid is not None:
+            # A row with no valid key would softmax over nothing (NaN): let it see every key.
+            valid = valid | ~valid.any(dim=1, keepdim=True)
+            if not bool(valid.all()):
+                attn_mask = valid[:, None, None, :]  # (B, 1, 1, L), True = attend
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop if self.training else 0.0
+        )
+        out = rearrange(out, "b h l d -> b l (h d)")
+        return self.proj_drop(self.proj(out))

@@ -1,0 +1,1 @@
+"""sitsformer.tuning"""
