@@ -1,0 +1,26 @@
+"""Shared test fixtures. Real data is read from ``../shared/data`` beside the clone (never copied)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SITSFORMER_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to the real example datasets; skips with a clear reason when they are absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real example data not found at {SHARED_DATA} (set SITSFORMER_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    yield
