@@ -16,6 +16,8 @@ SHARED_DATA = Path(os.environ.get("SITSFORMER_SHARED_DATA", REPO.parent / "share
 def shared_data() -> Path:
     """Path to the real example datasets; skips with a clear reason when they are absent."""
     if not SHARED_DATA.is_dir():
+        if os.environ.get("CI"):  # CI has shared/ beside the clone: a missing folder is a failure
+            pytest.fail(f"real example data not found at {SHARED_DATA}")
         pytest.skip(f"real example data not found at {SHARED_DATA} (set SITSFORMER_SHARED_DATA)")
     return SHARED_DATA
 
