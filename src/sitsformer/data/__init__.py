@@ -1,15 +1,55 @@
-"""Data: the sample contract, collate, readers, stores, transforms, splits, demo data."""
+"""Data: the sample contract, collate, readers, stores, transforms, splits, demo data.
+
+Entry points: :func:`open_source` (any supported source -> a :class:`SITSDataset`),
+:class:`GeoTiffTimeSeries` (windowed raster reads for maps), :func:`build_store` /
+:class:`SampleStore` (chunked Zarr store), the transforms, the splits and
+:class:`DemoDataset` (GENERATED demo data).
+
+Modules that need pandas, rasterio or zarr are imported on first use of one of their names,
+so ``import sitsformer.data`` stays cheap for code that only needs ``collate``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from sitsformer.data.sample import IGNORE_INDEX, SampleError, check_sample, collate
 from sitsformer.data.synthetic import DEMO_CLASSES, S2_BANDS, DemoData, make_demo_data
 
-__all__ = [
-    "DEMO_CLASSES",
-    "IGNORE_INDEX",
-    "S2_BANDS",
-    "DemoData",
-    "SampleError",
-    "check_sample",
-    "collate",
-    "make_demo_data",
-]
+_LAZY = {
+    "sitsformer.data.arrays": ["PastisDataset", "read_eopatch", "read_npz"],
+    "sitsformer.data.csv_table": ["read_csv_table"],
+    "sitsformer.data.dataset": ["ArrayDataset", "RasterPixelDataset", "SITSDataset",
+                                "dates_to_doy", "exclusion_report", "shared_data_dir"],
+    "sitsformer.data.demo": ["DemoDataset"],
+    "sitsformer.data.errors": ["BandCountError", "DataError", "DataWarning", "DateParseError",
+                               "GeoReferenceError", "LabelError", "NoClearDateError",
+                               "SourceNotRecognizedError"],
+    "sitsformer.data.geotiff": ["GeoTiffTimeSeries", "parse_file_date", "read_geotiff_folder"],
+    "sitsformer.data.sources": ["detect_source", "open_source"],
+    "sitsformer.data.splits": ["class_weights", "group_split", "random_split",
+                               "spatial_block_split", "stratified_split"],
+    "sitsformer.data.store": ["ChunkBatchSampler", "SampleStore", "build_store"],
+    "sitsformer.data.transforms": ["Compose", "DateCrop", "DropCloudyDates", "Normalize",
+                                   "RandomDateSubsample", "RandomFlipRotate", "Scale",
+                                   "compute_normalization"],
+}
+_WHERE = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sitsformer.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
+
+__all__ = sorted(["DEMO_CLASSES", "DemoData", "IGNORE_INDEX", "S2_BANDS", "SampleError",
+                  "check_sample", "collate", "make_demo_data", *_WHERE])

@@ -1,0 +1,158 @@
+"""``sitsformer data inspect|build``: look at a data source, write a Zarr sample store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from typing import Any
+
+import numpy as np
+
+
+def _options(pairs: list[str] | None) -> dict[str, Any]:
+    """``key=value`` reader options; values parsed as JSON when possible (numbers, lists)."""
+    out: dict[str, Any] = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise SystemExit(f"--option expects key=value, got {p!r}")
+        k, v = p.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def summarize(dataset: Any, max_samples: int = 2000) -> dict[str, Any]:
+    """Samples, T, C, H, W, classes with counts, date range, valid fraction, value range per band."""
+    from sitsformer.data.dataset import exclusion_report
+
+    n = len(dataset)
+    step = max(1, n // max_samples)
+    idx = range(0, n, step)
+    ts, valid, total = [], 0, 0
+    lo = hi = None
+    shape = None
+    for i in idx:
+        s = dataset.raw_sample(i)
+        x = np.asarray(s["sequence"], np.float32)
+        if x.ndim == 2:
+            x = x[:, :, None, None]
+        shape = x.shape[1:]
+        ts.append(x.shape[0])
+        m = np.asarray(s["mask"], bool)[:, None, None]
+        if s.get("pixel_mask") is not None:
+            m = m & np.asarray(s["pixel_mask"], bool).reshape(x.shape[0], *x.shape[2:])
+        m = np.broadcast_to(m, (x.shape[0], *x.shape[2:]))
+        valid += int(m.sum())
+        total += m.size
+        sel = np.moveaxis(x, 1, -1)[m]
+        if sel.size:
+            lo = sel.min(0) if lo is None else np.minimum(lo, sel.min(0))
+            hi = sel.max(0) if hi is None else np.maximum(hi, sel.max(0))
+    c, h, w = shape if shape is not None else (len(dataset.bands), 0, 0)
+    return {
+        "source": dataset.meta.get("source"), "format": dataset.meta.get("format"),
+        "generated": bool(dataset.meta.get("generated", False)),
+        "samples": n, "T": sorted(set(ts)) if len(set(ts)) > 1 else (ts[0] if ts else 0),
+        "C": int(c), "H": int(h), "W": int(w), "bands": list(dataset.bands),
+        "classes": dataset.class_counts(),
+        "date_range": dataset.meta.get("date_range"),
+        "time_axis": dataset.meta.get("time_axis"),
+        "valid_fraction": round(valid / total, 4) if total else 0.0,
+        "value_range": {b: [float(lo[k]), float(hi[k])] for k, b in enumerate(dataset.bands)}
+        if lo is not None else None,
+        "sampled": len(ts) if step > 1 else None,
+        "crs": dataset.meta.get("crs"), "transform": dataset.meta.get("transform"),
+        "groups": None if dataset.groups is None else int(len(np.unique(dataset.groups))),
+        "exclusions": dataset.meta.get("exclusions", {}),
+        "exclusion_report": exclusion_report(dataset.meta),
+    }
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from sitsformer.data import DataError, DataWarning, open_source
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        try:
+            ds = open_source(args.source, kind=args.kind, **_options(args.option))
+        except DataError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+    info = summarize(ds)
+    info["warnings"] = [str(w.message) for w in caught]
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    if info["generated"]:
+        print("GENERATED demo data (synthetic)")
+    print(f"source      {info['source']} ({info['format']})")
+    print(f"samples     {info['samples']}   T {info['T']}   C {info['C']}   H {info['H']}   "
+          f"W {info['W']}")
+    print(f"bands       {', '.join(info['bands'])}")
+    print(f"dates       {info['date_range'] or 'unknown (time-step positions)'}")
+    print(f"valid obs.  {info['valid_fraction']:.1%}")
+    if info["classes"]:
+        print("classes     " + ", ".join(f"{k}: {v}" for k, v in info["classes"].items()))
+    if info["value_range"]:
+        for b, (lo, hi) in info["value_range"].items():
+            print(f"  {b:<8} {lo:.4g} .. {hi:.4g}")
+    if info["crs"]:
+        print(f"crs         {info['crs']}   transform {info['transform']}")
+    print(f"excluded    {info['exclusion_report']}")
+    for w in info["warnings"]:
+        print(f"warning: {w}")
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from sitsformer.data import DataError, build_store, open_source
+    from sitsformer.data import splits
+
+    try:
+        ds = open_source(args.source, kind=args.kind, **_options(args.option))
+        train = None
+        if args.stats_split != "all":
+            if args.stats_split == "group" and ds.groups is not None:
+                train = splits.group_split(ds, args.test_size, seed=args.seed)[0]
+            elif ds.labels is not None:
+                train = splits.stratified_split(ds.labels, args.test_size, seed=args.seed)[0]
+            else:
+                train = splits.random_split(len(ds), args.test_size, seed=args.seed)[0]
+        store = build_store(ds, args.out, chunk_size=args.chunk_size, train_indices=train,
+                            overwrite=args.overwrite, progress=not args.quiet)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(store)} samples to {args.out} (stats on {store.attrs['stats_on']})")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("data", help="inspect data sources, build sample stores")
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("source", help="CSV table(s), GeoTIFF folder, EOPatch, PASTIS, .npz, "
+                        "or a Zarr sample store")
+    common.add_argument("--kind", choices=["csv", "geotiff", "eopatch", "pastis", "store", "npz"],
+                        help="force the source kind instead of detecting it")
+    common.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
+                        help="reader option, e.g. -o cloud_folder=SCL -o scale=1e-4 (repeat)")
+    pi = sub.add_parser("inspect", parents=[common], help="summary of a source")
+    pi.add_argument("--json", action="store_true", help="print JSON")
+    pi.set_defaults(func=_inspect)
+    pb = sub.add_parser("build", parents=[common], help="write a Zarr sample store")
+    pb.add_argument("--out", required=True, help="store folder to write (e.g. data.zarr)")
+    pb.add_argument("--chunk-size", type=int, default=64, help="samples per chunk")
+    pb.add_argument("--stats-split", choices=["all", "group", "stratified"], default="all",
+                    help="samples the normalisation statistics are computed on: all, or the "
+                    "training part of a grouped/stratified split")
+    pb.add_argument("--test-size", type=float, default=0.2)
+    pb.add_argument("--seed", type=int, default=0)
+    pb.add_argument("--overwrite", action="store_true")
+    pb.add_argument("--quiet", action="store_true", help="no progress bar")
+    pb.set_defaults(func=_build)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])

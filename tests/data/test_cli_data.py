@@ -1,0 +1,42 @@
+"""``sitsformer data inspect|build``: in-process via ``cli.main`` and once as a real process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from sitsformer.cli import main
+from sitsformer.data import SampleStore
+
+
+def test_inspect_json(capsys, shared_data):
+    src = shared_data / "s2_victoria_igarss2019/raw"
+    assert main(["data", "inspect", str(src), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["samples"], info["T"], info["C"], info["H"], info["W"]) == (800, 73, 10, 1, 1)
+    assert info["classes"]["Canola"] == 100 and info["valid_fraction"] == 1.0
+    assert info["value_range"]["B8A"] == [0.0, 7379.0]
+    assert info["groups"] == 182
+    assert any("dates are unknown" in w for w in info["warnings"])
+    roi = shared_data / "s2_sen2rts_roi/raw/inst/extdata/sen2r/sampleroi"
+    assert main(["data", "inspect", str(roi / "NDVI"), "-o", f"cloud_folder={roi / 'SCL'}",
+                 "-o", "scale=1e-4"]) == 0
+    text = capsys.readouterr().out
+    assert "samples     175   T 60   C 1" in text and "EPSG:32632" in text
+    assert "valid obs.  38.2%" in text and "2020-01-04" in text
+    assert main(["data", "inspect", "/nonexistent/source"]) == 1
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_build_real_process(tmp_path, shared_data):
+    src = shared_data / "s2_victoria_igarss2019/raw"
+    out = tmp_path / "vic.zarr"
+    r = subprocess.run([sys.executable, "-m", "sitsformer.cli", "data", "build", str(src),
+                        "--out", str(out), "--stats-split", "group", "--chunk-size", "100"],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert "writing vic.zarr" in r.stderr and "8/8" in r.stderr  # the progress bar
+    store = SampleStore(out)
+    assert len(store) == 800 and store.attrs["stats_on"].endswith("training samples")
+    assert store.classes[1] == "Canola" and store.meta["time_axis"] == "t_index"
