@@ -1,0 +1,68 @@
+"""``sitsformer evaluate``: score a checkpoint on a labelled source and write the report.
+
+The model is rebuilt from the checkpoint alone; inputs are prepared with the checkpoint's
+``data_meta`` (scale, normalisation) and checked against it (bands, dates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--option expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from sitsformer.data.errors import DataError
+    from sitsformer.evaluation.evaluate import evaluate_checkpoint
+
+    out_dir = Path(args.out) if args.out else Path(args.checkpoint).with_name("evaluation")
+    try:
+        res = evaluate_checkpoint(args.checkpoint, args.data, out_dir,
+                                  batch_size=args.batch_size, precision=args.precision,
+                                  device=args.device, progress=not args.no_progress,
+                                  data_options=_options(args.option))
+    except (FileNotFoundError, ValueError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    c = res["counts"]
+    print(f"scored {c['scored']} of {c['samples']} samples "
+          f"({c['excluded_no_valid_date']} without a valid date, {c['unlabelled']} unlabelled)")
+    print(f"OA {res['oa']:.4f}  kappa {res['kappa']:.4f}  macro-F1 {res['macro_f1']:.4f}  "
+          f"weighted-F1 {res['weighted_f1']:.4f}  mIoU {res['miou']:.4f}")
+    for kind, path in res["files"].items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="score a checkpoint on labelled data (JSON/Markdown report, plots)",
+        description="Rebuild the model from a checkpoint, classify every sample of a labelled "
+        "source and write metrics.json, report.md, confusion_matrix.png and per_class.png.")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file (best.pt, last.pt)")
+    p.add_argument("--data", required=True,
+                   help="labelled source: CSV table, GeoTIFF folder, EOPatch, PASTIS, Zarr "
+                   "store or .npz (anything sitsformer.data.open_source reads)")
+    p.add_argument("--out", help="report folder (default: 'evaluation' beside the checkpoint)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="reader option for open_source, e.g. --option patch_size=5 (repeatable)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--device", help="e.g. cpu, cuda (default cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)

@@ -1,0 +1,299 @@
+"""Wall-to-wall map inference over a raster time series.
+
+Every pixel is classified from its own time series: pixel models (``img_size == 1``) from the
+pixel alone, patch models (``img_size == p``) from the ``p x p`` neighbourhood centred on the
+pixel, exactly as :class:`sitsformer.data.RasterPixelDataset` cuts training samples. The raster
+is processed in windows of ``window x window`` pixels, each read with a halo of ``overlap``
+pixels (at least ``p // 2``) so every pixel of the window has its full neighbourhood; the
+halo is what adjacent windows share. As each pixel's class depends only on its own
+neighbourhood, the map does not depend on the window size, the overlap or the batch size.
+
+Raster edges: cells of a neighbourhood that fall outside the raster are filled according to
+``edge_mode``: ``"masked"`` (default; zeros marked not clear, the same convention as the
+training samples cut by the data layer), ``"edge"`` (replicate the border pixel) or
+``"reflect"`` (mirror the raster, needs a raster larger than the halo).
+
+Pixels without any clear date get the nodata value in every output (they are counted).
+Memory is bounded by one window (``T x C x (window + 2 overlap)^2`` values plus one batch of
+patches), never by the raster: outputs are written window by window with rasterio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+from einops import rearrange
+from rasterio.windows import Window
+from torch import nn
+from tqdm.auto import tqdm
+
+from sitsformer.inference.prepare import check_compatible, input_transform
+from sitsformer.inference.sources import open_raster_source
+
+__all__ = ["CLASS_NODATA", "CONFIDENCE_NODATA", "PredictionResult", "companion_paths",
+           "predict_raster"]
+
+CLASS_NODATA = 255
+"""Nodata value of a ``uint8`` class map (``65535`` when there are 255 classes or more)."""
+CONFIDENCE_NODATA = -1.0
+"""Nodata value of the confidence and probability rasters (probabilities lie in [0, 1])."""
+EDGE_MODES = ("masked", "edge", "reflect")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class PredictionResult:
+    """What :func:`predict_raster` wrote and how long it took."""
+
+    class_map: str
+    confidence: str
+    probabilities: str | None
+    height: int
+    width: int
+    num_pixels: int
+    num_predicted: int
+    num_nodata: int  # pixels without any clear date
+    class_counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def pixels_per_second(self) -> float:
+        return self.num_pixels / self.seconds if self.seconds > 0 else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["pixels_per_second"] = self.pixels_per_second
+        return d
+
+
+def companion_paths(output: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Paths of the confidence and probability rasters written beside the class map
+    (``map.tif`` -> ``map_confidence.tif``, ``map_probabilities.tif``)."""
+    out = Path(output)
+    return (out.with_name(f"{out.stem}_confidence{out.suffix or '.tif'}"),
+            out.with_name(f"{out.stem}_probabilities{out.suffix or '.tif'}"))
+
+
+def _pad(block: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]], mode: str,
+         fill: Any) -> np.ndarray:
+    if not any(pads[0]) and not any(pads[1]):
+        return block
+    full = [(0, 0)] * (block.ndim - 2) + list(pads)
+    if mode == "masked":
+        return np.pad(block, full, mode="constant", constant_values=fill)
+    return np.pad(block, full, mode="edge" if mode == "edge" else "reflect")
+
+
+def _profile(source: Any, dtype: str, count: int, nodata: float) -> dict[str, Any]:
+    h, w = int(source.height), int(source.width)
+    profile: dict[str, Any] = {"driver": "GTiff", "height": h, "width": w, "count": count,
+                               "dtype": dtype, "nodata": nodata, "compress": "deflate"}
+    if h >= 256 and w >= 256:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    if getattr(source, "crs", None) is not None:
+        profile["crs"] = rasterio.crs.CRS.from_user_input(source.crs)
+    transform = getattr(source, "transform", None)
+    if transform is not None:
+        profile["transform"] = transform
+    return profile
+
+
+def _as_days(dates: np.ndarray) -> np.ndarray:
+    return np.asarray(dates).astype("datetime64[D]").astype(np.int64)
+
+
+def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str], *,
+                   window: int | tuple[int, int] = 256, overlap: int | None = None, batch_size: int = 1024,
+                   precision: str = "fp32", probabilities: bool = False, progress: bool = True,
+                   data_meta: dict[str, Any] | None = None, edge_mode: str = "masked",
+                   device: str | torch.device | None = None, overwrite: bool = False,
+                   class_names: list[str] | None = None) -> PredictionResult:
+    """Classify every pixel of a raster time series and write GeoTIFF maps.
+
+    Writes ``output`` (class index per pixel, ``uint8``, nodata :data:`CLASS_NODATA`),
+    ``<stem>_confidence.tif`` (``float32`` highest class probability, nodata
+    :data:`CONFIDENCE_NODATA`) and, with ``probabilities=True``, ``<stem>_probabilities.tif``
+    (one ``float32`` band per class). All carry the source's CRS and transform. Each file is
+    written under a temporary name and renamed when complete.
+
+    Args:
+        model: a ``SITSFormer`` (pixel or patch model); put in eval mode here.
+        source: a raster source (see :mod:`sitsformer.inference.sources`) or a path the data
+            layer reads (e.g. a folder of per-date GeoTIFFs).
+        output: path of the class-map GeoTIFF.
+        window: processing window in pixels: a side, or ``(rows, cols)``.
+        overlap: halo read around each window; default and minimum ``img_size // 2``.
+        batch_size: pixels per forward pass.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast; fp16 on GPU only).
+        probabilities: also write the per-class probabilities.
+        progress: show a tqdm bar over windows.
+        data_meta: the checkpoint's ``data_meta`` (bands, scale, normalisation, time axis);
+            input is checked against it and prepared as in training.
+        edge_mode: how neighbourhoods are completed beyond the raster edge (module doc).
+        device: where the model runs (default: the model's device).
+        overwrite: replace existing outputs instead of refusing.
+        class_names: names for ``class_counts`` (default ``data_meta["classes"]``).
+
+    Returns:
+        A :class:`PredictionResult` (paths, pixel counts, class counts, seconds).
+
+    Raises:
+        FileExistsError: an output exists and ``overwrite`` is False.
+        sitsformer.inference.prepare.InputMismatchError: bands, dates or length do not match.
+        ValueError: invalid window, overlap, precision or edge mode.
+    """
+    cfg = model.config  # type: ignore[attr-defined]
+    p = int(cfg.img_size)
+    half = p // 2
+    overlap = half if overlap is None else int(overlap)
+    win_h, win_w = (window, window) if isinstance(window, int) else (int(window[0]),
+                                                                     int(window[1]))
+    if win_h < 1 or win_w < 1:
+        raise ValueError(f"window must be >= 1 pixel, got {window}")
+    if overlap < half:
+        raise ValueError(f"overlap must be at least img_size // 2 = {half} so every pixel sees "
+                         f"its full {p}x{p} neighbourhood, got {overlap}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if edge_mode not in EDGE_MODES:
+        raise ValueError(f"edge_mode must be one of {EDGE_MODES}, got {edge_mode!r}")
+    if p % 2 == 0:
+        raise ValueError(f"map inference needs an odd img_size (a centred neighbourhood), "
+                         f"the model has img_size={p}")
+    src = open_raster_source(source)
+    where = str(source) if isinstance(source, (str, os.PathLike)) else type(src).__name__
+    dates = None if getattr(src, "dates", None) is None else np.asarray(src.dates)
+    num_dates = len(dates) if dates is not None else int(
+        src.read_window(0, 0, 1, 1)["sequence"].shape[0])
+    check_compatible(cfg.to_dict(), data_meta, list(src.bands), dates is not None, num_dates,
+                     where)
+    out = Path(output)
+    conf_path, prob_path = companion_paths(out)
+    targets = [out, conf_path] + ([prob_path] if probabilities else [])
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"output exists: {', '.join(existing)} (pass overwrite=True / "
+                              "--overwrite to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    prep = input_transform(data_meta, apply_scale=getattr(src, "scale", None) is None)
+    k = int(cfg.num_classes)
+    cls_dtype, cls_nodata = ("uint8", CLASS_NODATA) if k < 255 else ("uint16", 65535)
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    model.eval().to(dev)
+    if precision == "fp16" and dev.type != "cuda":
+        raise ValueError("precision='fp16' needs a CUDA device; use 'bf16' on CPU")
+    autocast = (torch.autocast(dev.type, dtype=torch.bfloat16 if precision == "bf16"
+                               else torch.float16)
+                if precision != "fp32" else contextlib.nullcontext())
+    doy = days = None
+    if dates is not None:
+        d = dates.astype("datetime64[D]")
+        doy = torch.from_numpy((d - d.astype("datetime64[Y]")).astype(np.int64) + 1)
+        days = torch.from_numpy(_as_days(d))
+    names = class_names or (data_meta or {}).get("classes") or [str(i) for i in range(k)]
+    counts = np.zeros(k, dtype=np.int64)
+
+    h_all, w_all = int(src.height), int(src.width)
+    windows = [(r, c, min(win_h, h_all - r), min(win_w, w_all - c))
+               for r in range(0, h_all, win_h) for c in range(0, w_all, win_w)]
+    tmp = [t.with_name(f".{t.name}.partial") for t in targets]
+    n_nodata = done = 0
+    start = time.perf_counter()
+    try:
+        with contextlib.ExitStack() as stack:
+            dst_cls = stack.enter_context(rasterio.open(tmp[0], "w", **_profile(
+                src, cls_dtype, 1, cls_nodata)))
+            dst_conf = stack.enter_context(rasterio.open(tmp[1], "w", **_profile(
+                src, "float32", 1, CONFIDENCE_NODATA)))
+            dst_prob = (stack.enter_context(rasterio.open(tmp[2], "w", **_profile(
+                src, "float32", k, CONFIDENCE_NODATA))) if probabilities else None)
+            bar = tqdm(windows, desc="predict", unit="window", disable=not progress)
+            for r0, c0, h, w in bar:
+                cls_block, conf_block, prob_block, nod = _predict_window(
+                    model, src, prep, r0, c0, h, w, overlap, half, edge_mode, batch_size,
+                    doy, days, dev, autocast, k, cls_nodata, probabilities)
+                n_nodata += nod
+                valid = cls_block != cls_nodata
+                counts += np.bincount(cls_block[valid].astype(np.int64), minlength=k)[:k]
+                win = Window(c0, r0, w, h)
+                dst_cls.write(cls_block.astype(cls_dtype), 1, window=win)
+                dst_conf.write(conf_block, 1, window=win)
+                if dst_prob is not None:
+                    dst_prob.write(prob_block, window=win)
+                done += h * w
+                bar.set_postfix(pixels=f"{done:,}/{h_all * w_all:,}")
+        for t_path, final in zip(tmp, targets):
+            os.replace(t_path, final)
+    finally:
+        for t_path in tmp:
+            if t_path.exists():
+                t_path.unlink()
+    seconds = time.perf_counter() - start
+    total = h_all * w_all
+    return PredictionResult(
+        class_map=str(out), confidence=str(conf_path),
+        probabilities=str(prob_path) if probabilities else None, height=h_all, width=w_all,
+        num_pixels=total, num_predicted=total - n_nodata, num_nodata=n_nodata,
+        class_counts={str(names[i]) if i < len(names) else str(i): int(counts[i])
+                      for i in range(k)},
+        seconds=seconds)
+
+
+@torch.no_grad()
+def _predict_window(model: nn.Module, src: Any, prep: Any, r0: int, c0: int, h: int, w: int,
+                    overlap: int, half: int, edge_mode: str, batch_size: int,
+                    doy: torch.Tensor | None, days: torch.Tensor | None, dev: torch.device,
+                    autocast: Any, k: int, cls_nodata: int, probabilities: bool,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
+    h_all, w_all = int(src.height), int(src.width)
+    # Read the window plus its halo, clipped to the raster, then complete it at the edges.
+    rs, re_ = max(r0 - overlap, 0), min(r0 + h + overlap, h_all)
+    cs, ce = max(c0 - overlap, 0), min(c0 + w + overlap, w_all)
+    block = src.read_window(rs, cs, re_ - rs, ce - cs)
+    pads = ((rs - (r0 - overlap), (r0 + h + overlap) - re_),
+            (cs - (c0 - overlap), (c0 + w + overlap) - ce))
+    x = _pad(prep(np.asarray(block["sequence"], dtype=np.float32)), pads, edge_mode, 0.0)
+    pm = _pad(np.asarray(block["pixel_mask"], dtype=bool), pads, edge_mode, False)
+    x_t = torch.from_numpy(np.ascontiguousarray(x))  # (T, C, h + 2o, w + 2o)
+    pm_t = torch.from_numpy(np.ascontiguousarray(pm))  # (T, h + 2o, w + 2o)
+    t = x_t.shape[0]
+    p = 2 * half + 1
+    # Each centre pixel (i, j) of the window sees rows i + o - half .. i + o + half.
+    x_u = x_t.unfold(2, p, 1).unfold(3, p, 1)  # (T, C, h', w', p, p), a view
+    pm_u = pm_t.unfold(1, p, 1).unfold(2, p, 1)  # (T, h', w', p, p)
+    centre = pm_t[:, overlap:overlap + h, overlap:overlap + w]  # (T, h, w)
+    has_clear = centre.any(0)
+    rows, cols = torch.nonzero(has_clear, as_tuple=True)
+    off = overlap - half
+    cls_block = np.full((h, w), cls_nodata, dtype=np.int64)
+    conf_block = np.full((h, w), CONFIDENCE_NODATA, dtype=np.float32)
+    prob_block = (np.full((k, h, w), CONFIDENCE_NODATA, dtype=np.float32)
+                  if probabilities else None)
+    for b0 in range(0, rows.numel(), batch_size):
+        ri, ci = rows[b0:b0 + batch_size], cols[b0:b0 + batch_size]
+        n = ri.numel()
+        seq = rearrange(x_u[:, :, ri + off, ci + off], "t c b p q -> b t c p q")
+        pmask = rearrange(pm_u[:, ri + off, ci + off], "t b p q -> b t p q")
+        masks = rearrange(centre[:, ri, ci], "t b -> b t")
+        kwargs: dict[str, Any] = {"pixel_mask": pmask.to(dev)}
+        if doy is not None:
+            kwargs["doy"] = doy.expand(n, t).to(dev)
+            kwargs["dates"] = days.expand(n, t).to(dev)  # type: ignore[union-attr]
+        with autocast:
+            logits = model(seq.to(dev), masks.to(dev), **kwargs)
+        prob = logits.float().softmax(-1).cpu()
+        conf, cls = prob.max(-1)
+        cls_block[ri.numpy(), ci.numpy()] = cls.numpy()
+        conf_block[ri.numpy(), ci.numpy()] = conf.numpy()
+        if prob_block is not None:
+            prob_block[:, ri.numpy(), ci.numpy()] = prob.T.numpy()
+    return cls_block, conf_block, prob_block, int((~has_clear).sum())
