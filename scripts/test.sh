@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+unset PYTHONDONTWRITEBYTECODE  # subprocess-heavy tests: reuse cached bytecode
 exec .venv/bin/python -m pytest "$@"
