@@ -14,6 +14,21 @@ from sitsformer.models.pretrain import (
 )
 
 
+def assert_close(a, b, rtol=1e-5, atol=1e-6):
+    """``torch.allclose`` with a message (``torch.testing.assert_close`` imports sympy: slow)."""
+    assert a.shape == b.shape, (a.shape, b.shape)
+    assert torch.allclose(a, b, rtol=rtol, atol=atol), f"max |a - b| = {(a - b).abs().max()}"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread (no oversubscription on a shared 2-core CPU)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _tiny(**kw):
     cfg = dict(img_size=4, patch_size=2, in_channels=3, num_classes=5, embed_dim=16, num_layers=2,
                num_heads=2, mlp_ratio=2.0, dropout=0.0, max_seq_len=16)
@@ -59,11 +74,12 @@ def test_reconstruction_loss_ignores_non_counted_positions():
     weight = torch.zeros(2, 5, 1, dtype=torch.bool)
     weight[0, 1] = weight[1, 3] = True
     loss = reconstruction_loss(pred, target, weight)
-    expected = torch.cat([(pred[0, 1] - target[0, 1]) ** 2, (pred[1, 3] - target[1, 3]) ** 2]).mean()
-    torch.testing.assert_close(loss, expected)
+    expected = torch.cat([(pred[0, 1] - target[0, 1]) ** 2,
+                          (pred[1, 3] - target[1, 3]) ** 2]).mean()
+    assert_close(loss, expected)
     changed = target.clone()
     changed[~weight.expand_as(target)] = float("nan")  # even NaN outside never leaks in
-    torch.testing.assert_close(reconstruction_loss(pred, changed, weight), expected)
+    assert_close(reconstruction_loss(pred, changed, weight), expected)
     empty = reconstruction_loss(pred.requires_grad_(), target, torch.zeros_like(weight))
     assert empty.item() == 0.0
     empty.backward()
@@ -84,10 +100,10 @@ def test_pretraining_model_hides_information_and_counts_hidden_only(target):
     x2 = x.clone()
     x2[hidden] = 1000.0
     out2 = model(x2, mask, doy, hidden=hidden)
-    torch.testing.assert_close(out2["pred"], out["pred"])
+    assert_close(out2["pred"], out["pred"])
     # the loss is an MSE over hidden positions only
     w = out["weight"].expand(shape)
-    torch.testing.assert_close(out["loss"], ((out["pred"] - out["target"])[w] ** 2).mean())
+    assert_close(out["loss"], ((out["pred"] - out["target"])[w] ** 2).mean())
 
 
 def test_mask_token_is_in_state_dict_and_round_trips(tmp_path):
@@ -95,14 +111,14 @@ def test_mask_token_is_in_state_dict_and_round_trips(tmp_path):
     sd = model.state_dict()
     assert "mask_token" in sd and sd["mask_token"].shape == (16,)
     assert not any(k.startswith("encoder.head.") for k in sd)
-    torch.save({"model_config": model.config, "model_state_dict": sd}, tmp_path / "m.pt")
+    torch.save({"model_config": model.config.to_dict(), "model_state_dict": sd}, tmp_path / "m.pt")
     ckpt = torch.load(tmp_path / "m.pt", weights_only=True)
     clone = SITSFormerForPretraining.from_config(ckpt["model_config"])
     clone.load_state_dict(ckpt["model_state_dict"])
     assert torch.equal(clone.mask_token, model.mask_token)
     x, mask, doy = _batch()
     hidden = random_hiding(mask, 0.3, torch.Generator().manual_seed(0))
-    torch.testing.assert_close(clone.eval()(x, mask, doy, hidden=hidden)["pred"],
+    assert_close(clone.eval()(x, mask, doy, hidden=hidden)["pred"],
                                model.eval()(x, mask, doy, hidden=hidden)["pred"])
 
 
@@ -141,10 +157,10 @@ def test_training_reduces_loss_and_uses_every_parameter():
     x = torch.linspace(0, 1, 12)[None, :, None].repeat(16, 1, 3) * torch.rand(16, 1, 3)
     mask = torch.ones(16, 12, dtype=torch.bool)
     doy = torch.arange(1, 13).repeat(16, 1) * 20
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
     first = None
-    for _ in range(60):
+    for _ in range(30):
         loss = model(x, mask, doy, generator=g)["loss"]
         first = first if first is not None else loss.item()
         opt.zero_grad()
@@ -161,7 +177,7 @@ def test_interpolation_baseline_is_exact_on_a_linear_series():
     series = (3.0 * pos - 7.0)[..., None].repeat(1, 1, 2).float()  # (1, T, 2), linear in date
     visible = torch.tensor([[True, False, True, False, False, True, True, False, True]])
     out = interpolation_baseline(series, visible, pos)
-    torch.testing.assert_close(out, series)
+    assert_close(out, series)
     # one-sided gaps copy the nearest visible date; no visible date -> zeros
     vis = torch.tensor([[False, False, True, False, False, True, False, False, False]])
     out = interpolation_baseline(series, vis, pos)
@@ -178,7 +194,7 @@ def test_model_baseline_matches_pred_shape():
     base = model.baseline(x, mask, hidden, doy)
     assert base.shape == (3, 8, 3)
     visible = mask & ~hidden
-    torch.testing.assert_close(base[visible], x[:, :, :, 2, 2][visible])
+    assert_close(base[visible], x[:, :, :, 2, 2][visible])
 
 
 def test_rejects_bad_target():

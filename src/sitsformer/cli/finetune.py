@@ -1,0 +1,96 @@
+"""``sitsformer finetune --config FILE.yaml --pretrained CKPT [section.key=value ...]``:
+fine-tune a pre-trained encoder on a labelled source.
+
+The config is a ``sitsformer train`` config plus a ``finetune`` section (``freeze_epochs``,
+``label_fraction``, ``use_pretrained_normalization``); layer-wise LR decay is
+``optim.layer_decay``. The encoder's settings come from the checkpoint; a band set, date
+encoding or architecture that differs is an error naming what differs. Without
+``--pretrained`` the same recipe trains from scratch (for comparisons).
+Exit codes: 0 done, 1 error (config, data, checkpoint mismatch, non-finite loss), 130/143
+stopped by a signal after saving a resumable checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from typing import Any
+
+EXIT_SIGNAL = {int(signal.SIGINT): 130, int(signal.SIGTERM): 143}
+
+
+def print_summary(out: dict[str, Any]) -> None:
+    print(f"run folder:      {out['run_dir']}")
+    rep = out.get("pretrained")
+    if rep:
+        print(f"pre-trained:     {rep['checkpoint']}: {len(rep['loaded'])} encoder tensors "
+              f"loaded; new head {rep['missing']}; not used {rep['dropped']}")
+    else:
+        print("pre-trained:     none (trained from scratch)")
+    d = out["data"]
+    print(f"labels used:     {d['split_sizes']['train']} of {d['train_pool_size']} training "
+          f"samples (label_fraction={d['label_fraction']})")
+    print(f"status:          {out['status']} after {out['epochs']} epoch(s)")
+    print(f"best checkpoint: {out['best_checkpoint']}")
+    if "test" in out:
+        t = out["test"]
+        shown = " ".join(f"{k[5:]}={t[k]:.4f}" for k in ("test_oa", "test_kappa",
+                                                         "test_macro_f1", "test_loss") if k in t)
+        print(f"test split:      {shown}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sitsformer.training.config import ConfigError
+    from sitsformer.training.distributed import cleanup_distributed, is_main_process
+    from sitsformer.training.finetune import FinetuneExperimentConfig, run_finetuning
+    from sitsformer.training.pretrain import load_experiment_config
+    from sitsformer.training.trainer import TrainingError
+
+    try:
+        cfg = load_experiment_config(FinetuneExperimentConfig, args.config, args.overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        return 0
+    try:
+        out = run_finetuning(cfg, args.pretrained, resume=args.resume)
+    except (TrainingError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        cleanup_distributed()
+        return 1
+    if is_main_process():
+        print_summary(out)
+        if args.json:
+            print(json.dumps({k: v for k, v in out.items() if k not in ("history", "trainer")}))
+    cleanup_distributed()
+    if out["status"] == "interrupted":
+        sig = out["trainer"]._stop_signal
+        if is_main_process():
+            print(f"stopped by a signal; resume with: sitsformer finetune --config "
+                  f"{out['run_dir']}/config.yaml --pretrained {args.pretrained} "
+                  f"--resume {out['last_checkpoint']}")
+        return EXIT_SIGNAL.get(int(sig or signal.SIGINT), 130)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "finetune", help="fine-tune a pre-trained encoder on labelled data",
+        description="Fine-tune a pre-trained SITS-Former encoder: exact weight loading, a "
+        "fresh head for the new classes, optional frozen encoder for the first epochs "
+        "(finetune.freeze_epochs) and layer-wise LR decay (optim.layer_decay).")
+    p.add_argument("--config", "-c", help="YAML experiment file (defaults in code otherwise)")
+    p.add_argument("--pretrained", "-p", help="checkpoint from 'sitsformer pretrain' (or a "
+                   "trained classifier); omit to train from scratch with the same recipe")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="dotted overrides, e.g. finetune.freeze_epochs=2 optim.layer_decay=0.75")
+    p.add_argument("--resume", help="checkpoint to continue from (e.g. RUN/last.pt)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
+    p.add_argument("--json", action="store_true", help="also print a JSON summary line")
+    p.set_defaults(func=run)
