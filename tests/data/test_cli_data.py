@@ -21,7 +21,7 @@ def test_inspect_json(capsys, shared_data):
     assert any("dates are unknown" in w for w in info["warnings"])
     roi = shared_data / "s2_sen2rts_roi/raw/inst/extdata/sen2r/sampleroi"
     assert main(["data", "inspect", str(roi / "NDVI"), "-o", f"cloud_folder={roi / 'SCL'}",
-                 "-o", "scale=1e-4"]) == 0
+                 "-o", "scale=10000"]) == 0
     text = capsys.readouterr().out
     assert "samples     175   T 60   C 1" in text and "EPSG:32632" in text
     assert "valid obs.  38.2%" in text and "2020-01-04" in text

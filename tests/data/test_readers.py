@@ -106,7 +106,7 @@ def test_unparsable_dates():
 
 def test_geotiff_roi_matches_npz(shared_data):
     root = shared_data / ROI
-    stack = GeoTiffTimeSeries(root / "NDVI", cloud_folder=root / "SCL", scale=1e-4)
+    stack = GeoTiffTimeSeries(root / "NDVI", cloud_folder=root / "SCL", scale=10000)
     z = np.load(shared_data / "s2_sen2rts_roi/s2_sen2rts_roi.npz")
     assert (stack.height, stack.width, len(stack)) == (7, 25, 60)
     assert stack.crs.to_epsg() == 32632 and stack.transform.c == 734880.0
@@ -274,7 +274,7 @@ def test_force_folder_uses_boa_and_qai(tmp_path, geotiff_stack):
 def test_sen2r_parent_folder(shared_data):
     roi = shared_data / ROI
     assert detect_source(roi) == "geotiff"
-    stack = GeoTiffTimeSeries(roi, scale=1e-4)
+    stack = GeoTiffTimeSeries(roi, scale=10000)
     assert stack.folder.name == "NDVI" and stack.cloud_files[0].parent.name == "SCL"
     z = np.load(shared_data / "s2_sen2rts_roi/s2_sen2rts_roi.npz")
     np.testing.assert_array_equal(stack.read_window(0, 0, 7, 25)["pixel_mask"], z["mask"][0])

@@ -39,7 +39,7 @@ def test_store_carries_geo_metadata_and_train_statistics(tmp_path, shared_data):
         warnings.simplefilter("ignore")
         roi = open_source(shared_data / "s2_sen2rts_roi/raw/inst/extdata/sen2r/sampleroi/NDVI",
                           cloud_folder=shared_data / "s2_sen2rts_roi/raw/inst/extdata/sen2r/"
-                          "sampleroi/SCL", scale=1e-4)
+                          "sampleroi/SCL", scale=10000)
     train = np.arange(0, len(roi), 2)
     store = build_store(roi, tmp_path / "roi.zarr", train_indices=train, progress=False)
     assert store.meta["crs"] == "EPSG:32632"

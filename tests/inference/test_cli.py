@@ -55,7 +55,7 @@ def test_predict_cli_subprocess(shared_data, slovenia_model, tmp_path):
     # reader that rescales by 1e-4 itself
     from sitsformer.inference import open_raster_source
 
-    ref = predict_raster(slovenia_model, open_raster_source(shared_data / SEN2R_ROI, scale=1e-4),
+    ref = predict_raster(slovenia_model, open_raster_source(shared_data / SEN2R_ROI, scale=10000),
                          tmp_path / "ref.tif", progress=False)
     with rasterio.open(out) as a, rasterio.open(ref.class_map) as b:
         np.testing.assert_array_equal(a.read(), b.read())
@@ -80,7 +80,7 @@ def test_cli_errors_are_clear(shared_data, tmp_path, capsys):
 def test_edge_modes_only_change_border_pixels(shared_data, tmp_path, mode):
     from sitsformer.inference import open_raster_source
 
-    src = open_raster_source(shared_data / SEN2R_ROI, scale=1e-4)
+    src = open_raster_source(shared_data / SEN2R_ROI, scale=10000)
     torch.manual_seed(2)
     model = create_sits_former(tiny_config(img_size=3, num_classes=4)).eval()
     a = predict_raster(model, src, tmp_path / "a.tif", probabilities=True, progress=False)

@@ -23,7 +23,7 @@ def _read(path):
 
 @pytest.fixture(scope="module")
 def roi(shared_data):
-    return open_raster_source(shared_data / SEN2R_ROI, scale=1e-4)
+    return open_raster_source(shared_data / SEN2R_ROI, scale=10000)
 
 
 def test_geotiff_map_is_window_independent_and_georeferenced(roi, slovenia_model, tmp_path):

@@ -140,7 +140,7 @@ def register(subparsers: Any) -> None:
     common.add_argument("--kind", choices=["csv", "geotiff", "eopatch", "pastis", "store", "npz"],
                         help="force the source kind instead of detecting it")
     common.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
-                        help="reader option, e.g. -o cloud_folder=SCL -o scale=1e-4 (repeat)")
+                        help="reader option, e.g. -o cloud_folder=SCL -o scale=10000 (repeat)")
     pi = sub.add_parser("inspect", parents=[common], help="summary of a source")
     pi.add_argument("--json", action="store_true", help="print JSON")
     pi.set_defaults(func=_inspect)

@@ -119,8 +119,9 @@ class GeoTiffTimeSeries:
     quality in the same folder).
         bands: band names (default: band descriptions, else the file stem's last token for
             single-band files, else ``band0..``).
-        scale: multiply values by this when reading (``1e-4`` turns reflectance x 10000 into
-            reflectance); None keeps them as stored.
+        scale: the factor the values are stored with; they are divided by it when read
+            (``10000`` turns reflectance x 10000 into reflectance, the library's one meaning of
+            ``scale``); None keeps them as stored.
         nodata: overrides the files' nodata value.
 
     Attributes:
@@ -252,7 +253,7 @@ class GeoTiffTimeSeries:
         """Read one window of every date (only that window is read from disk).
 
         Returns:
-            ``sequence`` float32 ``(T, C, h, w)`` (times ``scale``, 0 at nodata),
+            ``sequence`` float32 ``(T, C, h, w)`` (divided by ``scale``, 0 at nodata),
             ``pixel_mask`` bool ``(T, h, w)`` True = clear (cloud layer resampled onto the data
             grid; nodata False), ``dates`` datetime64[D] ``(T,)``, ``doy`` int64 ``(T,)``,
             ``transform`` (Affine of the window).
@@ -278,13 +279,16 @@ class GeoTiffTimeSeries:
             if self.cloud_files is not None and self.cloud_files[i] is not None:
                 pm[i] &= self._cloud_window(self.cloud_files[i], wt, height, width)
         if self.scale is not None:
-            seq *= np.float32(self.scale)
+            seq /= np.float32(self.scale)
         return {"sequence": seq, "pixel_mask": pm, "dates": self.dates.copy(),
                 "doy": dates_to_doy(self.dates), "transform": wt}
 
     def meta(self) -> dict[str, Any]:
         return {"source": str(self.folder), "format": "geotiff", "crs": self.crs_string,
-                "transform": list(self.transform)[:6], "scale": self.scale,
+                "transform": list(self.transform)[:6],
+                # meta["scale"] is the factor still in the values (unknown when not given);
+                # a factor the reader already divided out is recorded as scale_applied.
+                "scale": None, "scale_applied": self.scale,
                 "nodata": self.nodata, "height": self.height, "width": self.width,
                 "date_range": [str(self.dates.min()), str(self.dates.max())],
                 "files": [f.name for f in self.files]}

@@ -6,7 +6,7 @@ A checkpoint's ``data_meta`` may hold (every key optional):
 * ``classes``: class names (index = class);
 * ``scale``: input values are divided by it, as the trainer did (``10000``: reflectance x
   10000 -> reflectance). Not applied when the raster reader already rescaled the values (a
-  source whose ``scale`` attribute is set, e.g. ``GeoTiffTimeSeries(..., scale=1e-4)``);
+  source whose ``scale`` attribute is set, e.g. ``GeoTiffTimeSeries(..., scale=10000)``);
 * ``normalization`` (or ``norm``): ``{"mean": [C], "std": [C]}`` applied after the scale;
 * ``time_axis``: ``"dates"`` (positions are days of year / dates) or ``"t_index"`` (the model
   was trained on time-step positions 1..T because the dates were unknown).
