@@ -1,0 +1,87 @@
+"""``sitsformer train --config FILE.yaml [section.key=value ...]``: train from a YAML config.
+
+Launch with ``torchrun --nproc_per_node=N -m sitsformer.cli train ...`` for several processes
+(DDP; ``data.batch_size`` is the global batch). ``--resume RUN/last.pt`` continues a run.
+Exit codes: 0 done, 1 error in the config or data or a non-finite loss, 130/143 stopped by
+SIGINT/SIGTERM after saving a resumable checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from typing import Any
+
+EXIT_SIGNAL = {int(signal.SIGINT): 130, int(signal.SIGTERM): 143}
+
+
+def print_summary(out: dict[str, Any]) -> None:
+    print(f"run folder:      {out['run_dir']}")
+    print(f"status:          {out['status']} after {out['epochs']} epoch(s), "
+          f"{out['global_step']} update(s)")
+    if out.get("best_epoch") is not None:
+        print(f"best checkpoint: {out['best_checkpoint']} (epoch {out['best_epoch']}, "
+              f"{out['metric_name']}={out['best_metric']:.4f})")
+    from pathlib import Path
+
+    extra = "metrics.jsonl" + (", tensorboard/" if (Path(out["run_dir"]) / "tensorboard").is_dir()
+                               else "")
+    print(f"metrics:         {out['metrics_file']} (and {extra})")
+    print(f"plots:           {out['plots']}")
+    if "test" in out:
+        t = out["test"]
+        shown = " ".join(f"{k[5:]}={t[k]:.4f}" for k in ("test_oa", "test_kappa",
+                                                         "test_macro_f1", "test_loss") if k in t)
+        print(f"test split:      {shown}  ({out['test_metrics_file']})")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sitsformer.training.config import ConfigError, load_config
+    from sitsformer.training.distributed import cleanup_distributed, is_main_process
+    from sitsformer.training.experiment import run_experiment
+    from sitsformer.training.trainer import TrainingError
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        return 0
+    try:
+        out = run_experiment(cfg, resume=args.resume)
+    except (TrainingError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        cleanup_distributed()
+        return 1
+    if is_main_process():
+        print_summary(out)
+        if args.json:
+            print(json.dumps({k: v for k, v in out.items() if k not in ("history", "trainer")}))
+    cleanup_distributed()
+    if out["status"] == "interrupted":
+        sig = out["trainer"]._stop_signal
+        if is_main_process():
+            print(f"stopped by a signal; resume with: sitsformer train --config "
+                  f"{out['run_dir']}/config.yaml --resume {out['last_checkpoint']}")
+        return EXIT_SIGNAL.get(int(sig or signal.SIGINT), 130)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a model from a YAML experiment config",
+        description="Train a SITS-Former model. The config has sections model, data, optim, "
+        "schedule, loss, train, logging; any key can be overridden as section.key=value.")
+    p.add_argument("--config", "-c", help="YAML experiment file (defaults in code otherwise)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="dotted overrides, e.g. optim.lr=3e-4 train.epochs=50")
+    p.add_argument("--resume", help="checkpoint to continue from (e.g. RUN/last.pt)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
+    p.add_argument("--json", action="store_true", help="also print a JSON summary line")
+    p.set_defaults(func=run)

@@ -1,0 +1,267 @@
+"""Experiment configuration: typed dataclasses, YAML files and dotted ``key=value`` overrides.
+
+An experiment has seven sections (``model``, ``data``, ``optim``, ``schedule``, ``loss``,
+``train``, ``logging``); every field has a default in code, a YAML file sets some of them and
+command-line overrides such as ``optim.lr=3e-4`` or ``model.embed_dim=64`` set others. Unknown
+keys and values of the wrong type are errors that name the dotted key. The resolved config is
+written to the run folder (``config.yaml``) and stored in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key is unknown or its value has the wrong type; the message names the key."""
+
+
+@dataclass
+class ModelSection:
+    """The model: a registered variant plus overrides (None = the variant's value; in_channels,
+    num_classes, img_size and max_seq_len default to what the data needs)."""
+
+    variant: str | None = "sitsformer_pixel"
+    img_size: int | None = None
+    patch_size: int | None = None
+    in_channels: int | None = None
+    num_classes: int | None = None
+    embed_dim: int | None = None
+    num_layers: int | None = None
+    num_heads: int | None = None
+    mlp_ratio: float | None = None
+    dropout: float | None = None
+    attn_dropout: float | None = None
+    max_seq_len: int | None = None
+    stem: str | None = None
+    date_encoding: str | None = None
+    reference_date: str | None = None
+    pool: str | None = None
+    grad_checkpointing: bool = False
+
+
+@dataclass
+class DataSection:
+    """Where the samples come from, how they are split, scaled and batched."""
+
+    source: str = "demo"  # "demo" (GENERATED data), a shared-format .npz, or any open_source path
+    options: dict[str, Any] = field(default_factory=dict)  # passed to sitsformer.data.open_source
+    demo_samples: int = 800  # demo only
+    demo_img_size: int = 1  # demo only: 1 = pixel time series
+    demo_classes: int = 8  # demo only
+    split: str = "group"  # "upstream" (the source's own split), "group", "stratified", "random"
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+    scale: float = 10000.0  # values are divided by this first (Sentinel-2 L2A: 10000)
+    normalize: bool = True  # then standardised per band with train-split statistics
+    batch_size: int = 64  # global batch (split over ranks under torchrun)
+    eval_batch_size: int | None = None
+    num_workers: int = 0
+    seed: int = 0
+
+
+@dataclass
+class OptimSection:
+    type: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    momentum: float = 0.9
+    layer_decay: float | None = None
+
+
+@dataclass
+class ScheduleSection:
+    type: str = "cosine"
+    warmup_epochs: float = 1.0
+    min_lr: float = 1e-6
+    step_size: int = 30
+    gamma: float = 0.1
+    per_step: bool = True  # step per optimizer update (else per epoch)
+    patience: int = 5  # plateau only
+    factor: float = 0.5  # plateau only
+
+
+@dataclass
+class LossSection:
+    type: str = "cross_entropy"  # or "focal"
+    label_smoothing: float = 0.0
+    class_weights: str | list[float] | None = None  # "balanced" = from the train split
+    focal_gamma: float = 2.0
+
+
+@dataclass
+class TrainSection:
+    epochs: int = 20
+    precision: str = "fp32"  # "fp32", "bf16", "fp16" (GPU)
+    grad_clip: float | None = 1.0
+    accumulation_steps: int = 1
+    early_stopping_patience: int | None = None
+    monitor: str = "val_loss"
+    seed: int = 0
+    device: str | None = None  # default: CUDA when available
+    save_every: int | None = None
+    threads: int | None = None  # torch.set_num_threads
+
+
+@dataclass
+class LoggingSection:
+    run_dir: str = "runs"  # parent folder of runs
+    name: str | None = None  # run folder name (default: date-time)
+    tensorboard: bool = True
+    wandb: bool = False
+    wandb_project: str = "sitsformer"
+    plots: bool = True
+    progress: bool = True
+
+
+@dataclass
+class ExperimentConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    schedule: ScheduleSection = field(default_factory=ScheduleSection)
+    loss: LossSection = field(default_factory=LossSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    logging: LoggingSection = field(default_factory=LoggingSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ExperimentConfig:
+        return _build(cls, data or {}, "")
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if origin is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        return isinstance(value, (list, tuple)) and all(_type_ok(v, item) for v in value)
+    if origin is dict or tp is dict:
+        return isinstance(value, dict)
+    return isinstance(value, tp)
+
+
+def _type_name(tp: Any) -> str:
+    return str(tp).replace("typing.", "") if not isinstance(tp, type) else tp.__name__
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config key {prefix.rstrip('.') or '<root>'!r}: expected a mapping, "
+                          f"found {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown config key {prefix + unknown[0]!r}; known keys"
+                          f"{' in ' + prefix.rstrip('.') if prefix else ''}: {sorted(fields)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value if value is not None else {}, f"{prefix}{name}.")
+            continue
+        if isinstance(value, str) and not _type_ok(value, tp) and _type_ok(1.0, tp):
+            try:  # YAML 1.1 reads "3e-4" (no dot) as a string
+                value = float(value)
+            except ValueError:
+                pass
+        if not _type_ok(value, tp):
+            raise ConfigError(f"config key {prefix + name!r}: expected {_type_name(tp)}, "
+                              f"found {type(value).__name__} {value!r}")
+        if tp is float or (typing.get_origin(tp) in (typing.Union, types.UnionType)
+                           and float in typing.get_args(tp) and isinstance(value, int)
+                           and int not in typing.get_args(tp)):
+            value = float(value)
+        kwargs[name] = list(value) if isinstance(value, tuple) else value
+    return cls(**kwargs)
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["optim.lr=3e-4", "train.epochs=5"]`` -> nested dict; values are parsed as YAML."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"override {item!r}: empty name in key {key!r}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {key!r}: cannot parse value {raw!r} ({err})") from err
+        node = nested
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key!r} conflicts with an earlier override")
+        node[parts[-1]] = value
+    return nested
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "options":
+            out[k] = _merge(out[k], v)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = {**out[k], **v}
+        else:
+            out[k] = v
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Defaults <- ``base`` <- YAML file ``path`` <- ``overrides``; validated.
+
+    Raises:
+        ConfigError: unknown key, wrong type or unreadable file (names the key or file).
+    """
+    data: dict[str, Any] = dict(base or {})
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot read config file {path}: {err}") from err
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections, found {type(loaded).__name__}")
+        data = _merge(data, loaded)
+    data = _merge(data, parse_overrides(overrides or []))
+    try:
+        return ExperimentConfig.from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}" if path else str(err)) from None
+
+
+def save_config(config: ExperimentConfig, path: str | Path) -> Path:
+    """Write the resolved config as YAML."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return path

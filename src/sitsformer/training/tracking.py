@@ -1,0 +1,134 @@
+"""Experiment tracking: CSV + JSON-lines metrics, TensorBoard, Weights & Biases, PNG plots.
+
+:class:`RunLogger` is used by the trainer on rank 0 only. Per epoch it appends one row to
+``metrics.csv`` and one line to ``metrics.jsonl`` (always), writes TensorBoard scalars under
+``tensorboard/`` (when ``tensorboard=True``), logs to W&B (``wandb=True``; needs the ``wandb``
+package, and ``WANDB_MODE=offline`` works without an account) and redraws ``curves.png`` (loss,
+accuracy and learning rate per epoch).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The per-epoch records of a run (``metrics.jsonl``)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class RunLogger:
+    """Write per-epoch metrics of one run to ``run_dir``.
+
+    Args:
+        run_dir: the run folder (created).
+        tensorboard: also write TensorBoard event files.
+        wandb: also log to Weights & Biases (raises ImportError naming the package if missing).
+        wandb_project: W&B project name.
+        config: the resolved config, given to W&B.
+        plots: redraw ``curves.png`` after every epoch.
+        resume: keep the existing metrics files, dropping records after ``resume`` epochs.
+    """
+
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True, wandb: bool = False,
+                 wandb_project: str = "sitsformer", config: dict[str, Any] | None = None,
+                 plots: bool = True, resume_epoch: int | None = None):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.jsonl = self.run_dir / "metrics.jsonl"
+        self.csv = self.run_dir / "metrics.csv"
+        self.records: list[dict[str, Any]] = []
+        if resume_epoch is not None and self.jsonl.exists():
+            self.records = [r for r in read_metrics(self.run_dir) if r["epoch"] <= resume_epoch]
+        self._rewrite()
+        self.plots = plots
+        self.tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+        self.wandb_run = None
+        if wandb:
+            try:
+                import wandb as wandb_lib
+            except ImportError as err:
+                raise ImportError(
+                    "logging.wandb=true needs the 'wandb' package (pip install wandb); "
+                    "set WANDB_MODE=offline to log without an account"
+                ) from err
+            self.wandb_run = wandb_lib.init(project=wandb_project, config=config or {},
+                                            dir=str(self.run_dir), name=self.run_dir.name)
+
+    def _rewrite(self) -> None:
+        self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+        keys: list[str] = []
+        for r in self.records:
+            keys += [k for k in r if k not in keys]
+        with self.csv.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(self.records)
+
+    def log_epoch(self, record: dict[str, Any]) -> None:
+        """Append one epoch's numbers (must include ``"epoch"``)."""
+        record = {k: (float(v) if isinstance(v, float) else v) for k, v in record.items()}
+        self.records.append(record)
+        with self.jsonl.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        self._rewrite()  # CSV columns may grow (e.g. metrics appearing later)
+        step = int(record["epoch"])
+        if self.tb is not None:
+            for k, v in record.items():
+                if k != "epoch" and isinstance(v, (int, float)) and math.isfinite(v):
+                    self.tb.add_scalar(k.replace("_", "/", 1), v, step)
+            self.tb.flush()
+        if self.wandb_run is not None:
+            self.wandb_run.log(record, step=step)
+        if self.plots:
+            self.plot()
+
+    def plot(self) -> Path | None:
+        """Draw loss, accuracy and learning rate per epoch to ``curves.png``."""
+        if not self.records:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        epochs = [r["epoch"] for r in self.records]
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+        for ax, (title, keys) in zip(axes, [
+            ("loss", ("train_loss", "val_loss")),
+            ("accuracy", ("train_acc", "val_oa")),
+            ("learning rate", ("lr",)),
+        ]):
+            for key in keys:
+                ys = [r.get(key) for r in self.records]
+                if any(y is not None for y in ys):
+                    ax.plot(epochs, [float("nan") if y is None else y for y in ys], marker="o",
+                            label=key)
+            ax.set_title(title)
+            ax.set_xlabel("epoch")
+            ax.grid(True, alpha=0.3)
+            ax.legend()
+            if title == "learning rate" and all((r.get("lr") or 0) > 0 for r in self.records):
+                ax.set_yscale("log")
+        fig.tight_layout()
+        path = self.run_dir / "curves.png"
+        tmp = self.run_dir / ".curves.tmp.png"
+        fig.savefig(tmp, dpi=80)
+        plt.close(fig)
+        tmp.replace(path)
+        return path
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()

@@ -1,0 +1,460 @@
+"""``SITSFormerTrainer``: the training loop, shared by supervised training and pre-training.
+
+One loop for every task (see :mod:`sitsformer.training.tasks`): per optimizer update it runs
+``accumulation_steps`` micro-batches (the last window of an epoch may be shorter; micro-batch
+losses are weighted by their batch size within the window, so accumulation of ``k`` batches of
+``B`` equals one batch of ``k * B``), under autocast (``bf16`` on CPU and GPU, ``fp16`` with a
+grad scaler on GPU), clips the gradient norm, steps the optimizer and, for per-update
+schedules, the scheduler. After each epoch it validates, steps per-epoch schedules
+(``ReduceLROnPlateau`` with the validation loss), logs, and writes ``last.pt``, ``best.pt`` (when
+the monitored metric improves) and ``epoch_XXXX.pt`` every ``save_every`` epochs.
+
+Stops: early stopping after ``early_stopping_patience`` epochs without improvement; SIGINT or
+SIGTERM saves a resumable ``last.pt`` at the next update boundary and returns; a non-finite
+loss raises :class:`NonFiniteLossError` naming epoch, step and batch, without writing any
+checkpoint. Under ``torchrun`` the model is wrapped in DistributedDataParallel, gradient sync
+is skipped on accumulation micro-steps, metrics are reduced across ranks, and only rank 0 logs
+and writes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from tqdm.auto import tqdm
+
+from sitsformer.training.checkpoint import (
+    get_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
+from sitsformer.training.distributed import (
+    all_reduce_sum,
+    barrier,
+    is_distributed,
+    is_main_process,
+)
+from sitsformer.training.tasks import ClassificationTask
+from sitsformer.training.tracking import RunLogger
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot continue."""
+
+
+class NonFiniteLossError(TrainingError):
+    """The loss became NaN or infinite; the message names epoch, step and batch."""
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+            for k, v in batch.items()}
+
+
+class SITSFormerTrainer:
+    """Fit a model with a task, optimizer and scheduler; checkpoint, log and resume.
+
+    Args:
+        model: the model (moved to ``device``; wrapped in DDP when distributed).
+        optimizer: e.g. from :func:`~sitsformer.training.create_optimizer`.
+        scheduler: optional; ``scheduler.interval`` (``"epoch"``/``"step"``, set by
+            :func:`~sitsformer.training.create_scheduler`) or ``scheduler_interval`` says when
+            it is stepped; ``ReduceLROnPlateau`` is stepped per epoch with the validation loss.
+        criterion: loss for the default :class:`ClassificationTask` (ignored when ``task`` given).
+        task: what to optimise (default: classification with ``criterion``).
+        device: default CUDA when available, else CPU.
+        num_epochs: default for :meth:`fit`.
+        precision: ``"fp32"``, ``"bf16"`` (autocast, CPU or GPU) or ``"fp16"`` (GPU, grad scaler).
+        grad_clip: max gradient norm (None or 0 = no clipping).
+        accumulation_steps: micro-batches per optimizer update.
+        early_stopping_patience: epochs without improvement before stopping (None = never).
+        monitor: metric for best checkpoint / early stopping, e.g. ``"val_loss"``, ``"val_oa"``
+            (default: the task's ``default_monitor``; ``train_loss`` without validation data).
+        monitor_mode: ``"min"`` or ``"max"`` (default: min for names containing "loss").
+        run_dir: where checkpoints, metrics, plots and TensorBoard files go (None = nothing
+            written).
+        save_every: also keep ``epoch_XXXX.pt`` every N epochs.
+        tensorboard, wandb, wandb_project, plots: tracking (see :class:`RunLogger`).
+        progress: show a tqdm bar (loss, accuracy, learning rate) on rank 0.
+        config: the resolved experiment config, stored in checkpoints.
+        data_meta: how inputs were prepared (bands, classes, scale, normalisation, dates),
+            stored in checkpoints.
+        handle_signals: save a resumable checkpoint on SIGINT/SIGTERM.
+        callbacks: callables ``cb(trainer, event, info)``; events ``"step_end"`` and
+            ``"epoch_end"``.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 scheduler: Any = None, criterion: nn.Module | None = None, task: Any = None,
+                 device: str | torch.device | None = None, num_epochs: int = 10,
+                 precision: str = "fp32", grad_clip: float | None = 1.0,
+                 accumulation_steps: int = 1, early_stopping_patience: int | None = None,
+                 monitor: str | None = None, monitor_mode: str | None = None,
+                 run_dir: str | Path | None = None, save_every: int | None = None,
+                 tensorboard: bool = True, wandb: bool = False,
+                 wandb_project: str = "sitsformer", plots: bool = True, progress: bool = True,
+                 config: dict[str, Any] | None = None, data_meta: dict[str, Any] | None = None,
+                 scheduler_interval: str | None = None, handle_signals: bool = True,
+                 callbacks: Iterable[Callable[..., None]] = ()):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if accumulation_steps < 1:
+            raise ValueError(f"accumulation_steps must be >= 1, got {accumulation_steps}")
+        self.device = torch.device(device) if device is not None else torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu")
+        if precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("precision='fp16' needs a CUDA device; use 'bf16' on CPU")
+        self.model_without_ddp = model.to(self.device)
+        self.model: nn.Module = self.model_without_ddp
+        if is_distributed() and not isinstance(model, DistributedDataParallel):
+            self.model = DistributedDataParallel(
+                self.model_without_ddp,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.scheduler_interval = scheduler_interval or getattr(scheduler, "interval", "epoch")
+        self.task = task if task is not None else ClassificationTask(criterion)
+        self.num_epochs = num_epochs
+        self.precision = precision
+        self.grad_clip = grad_clip
+        self.accumulation_steps = int(accumulation_steps)
+        self.early_stopping_patience = early_stopping_patience
+        self.monitor = monitor
+        self.monitor_mode = monitor_mode
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.save_every = save_every
+        self.tracking = dict(tensorboard=tensorboard, wandb=wandb, wandb_project=wandb_project,
+                             plots=plots)
+        self.progress = progress
+        self.config = config or {}
+        self.data_meta = data_meta or {}
+        self.handle_signals = handle_signals
+        self.callbacks = list(callbacks)
+        self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+        self.epoch = 0  # completed epochs
+        self.global_step = 0  # optimizer updates
+        self.best_metric: float | None = None
+        self.best_epoch: int | None = None
+        self.bad_epochs = 0
+        self.history: list[dict[str, Any]] = []
+        self._progress_state: dict[str, Any] | None = None
+        self._stop_signal: int | None = None
+
+    # ------------------------------------------------------------------------------ helpers
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The autocast context for the chosen precision."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[-1]["lr"])
+
+    def _monitor(self, has_val: bool) -> tuple[str, str]:
+        name = self.monitor or (getattr(self.task, "default_monitor", "val_loss") if has_val
+                                else "train_loss")
+        mode = self.monitor_mode or ("min" if "loss" in name else "max")
+        return name, mode
+
+    def _emit(self, event: str, info: dict[str, Any]) -> None:
+        for cb in self.callbacks:
+            cb(self, event, info)
+
+    # ------------------------------------------------------------------------------ state
+    def state_dict(self, progress: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Everything a checkpoint holds (plain data)."""
+        base = self.model_without_ddp
+        return {
+            "model_config": base.config.to_dict() if hasattr(base, "config") else {},
+            "model_state_dict": base.state_dict(),
+            "optimizer_state_dict": self.optimizer.state_dict(),
+            "scheduler_state_dict": self.scheduler.state_dict() if self.scheduler else None,
+            "scaler_state_dict": self.scaler.state_dict() if self.scaler else None,
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "epoch_progress": progress,
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "metric_name": self._monitor(True)[0],
+            "rng_state": get_rng_state(),
+            "config": self.config,
+            "data_meta": self.data_meta,
+            "task": getattr(self.task, "name", type(self.task).__name__),
+            "history": self.history,
+        }
+
+    def save(self, name: str, progress: dict[str, Any] | None = None) -> Path | None:
+        """Write ``run_dir/name`` on rank 0 (no-op without ``run_dir``)."""
+        if self.run_dir is None or not is_main_process():
+            return None
+        return save_checkpoint(self.run_dir / name, self.state_dict(progress))
+
+    def load_state(self, path: str | Path, weights_only: bool = False) -> dict[str, Any]:
+        """Restore model (and, unless ``weights_only``, optimizer, scheduler, scaler, counters
+        and RNG states) from a checkpoint; returns the checkpoint."""
+        ckpt = load_checkpoint(path, map_location=self.device)
+        self.model_without_ddp.load_state_dict(ckpt["model_state_dict"])
+        if weights_only:
+            return ckpt
+        self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
+        if self.scheduler is not None and ckpt.get("scheduler_state_dict") is not None:
+            self.scheduler.load_state_dict(ckpt["scheduler_state_dict"])
+        if self.scaler is not None and ckpt.get("scaler_state_dict") is not None:
+            self.scaler.load_state_dict(ckpt["scaler_state_dict"])
+        self.epoch = int(ckpt["epoch"])
+        self.global_step = int(ckpt["global_step"])
+        self.best_metric = ckpt.get("best_metric")
+        self.best_epoch = ckpt.get("best_epoch")
+        self.bad_epochs = int(ckpt.get("bad_epochs", 0))
+        self.history = list(ckpt.get("history", []))
+        self._progress_state = ckpt.get("epoch_progress")
+        if ckpt.get("rng_state") is not None:
+            set_rng_state(ckpt["rng_state"])
+        return ckpt
+
+    # ------------------------------------------------------------------------------ loops
+    def train_epoch(self, loader: Iterable[dict[str, Any]], epoch: int) -> dict[str, float] | None:
+        """One epoch of updates. Returns the epoch's training numbers, or None when stopped by
+        a signal (a resumable checkpoint has been written)."""
+        self.model.train()
+        progress = self._progress_state or {}
+        self._progress_state = None
+        skip = int(progress.get("batches", 0))
+        sums = {k: float(progress.get(k, 0.0))
+                for k in ("loss_sum", "count", "correct", "excluded", "samples")}
+        total = len(loader) if hasattr(loader, "__len__") else None
+        it = iter(loader)
+        for _ in range(skip):
+            next(it)
+        bar = tqdm(total=total, initial=skip, desc=f"epoch {epoch}", leave=False,
+                   disable=not (self.progress and is_main_process()), dynamic_ncols=True)
+        batch_index = skip
+        t0 = time.perf_counter()
+        try:
+            while True:
+                window = []
+                for batch in it:
+                    window.append(batch)
+                    if len(window) == self.accumulation_steps:
+                        break
+                if not window:
+                    break
+                sizes = [int(b["sequence"].shape[0]) for b in window]
+                bad: tuple[int, float] | None = None
+                for j, batch in enumerate(window):
+                    batch = _to_device(batch, self.device)
+                    last = j == len(window) - 1
+                    sync = (contextlib.nullcontext() if last or not isinstance(
+                        self.model, DistributedDataParallel) else self.model.no_sync())
+                    with sync:
+                        with self.autocast():
+                            loss, out = self.task.forward_loss(self.model, batch)
+                        value = float(loss.detach())
+                        if not math.isfinite(value) and bad is None:
+                            bad = (batch_index + j, value)
+                        scaled = loss * (sizes[j] / sum(sizes))
+                        (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+                    n = int(out.get("count", sizes[j]))
+                    sums["loss_sum"] += value * n if math.isfinite(value) else 0.0
+                    sums["count"] += n
+                    sums["correct"] += int(out.get("correct", 0))
+                    sums["excluded"] += int(out.get("excluded", 0))
+                    sums["samples"] += sizes[j]
+                flag = float(bad is not None)
+                if is_distributed():
+                    flag = float(all_reduce_sum([flag], self.device)[0])
+                if flag:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    where = (f"batch {bad[0]} of epoch {epoch} (loss {bad[1]})" if bad
+                             else f"another rank, epoch {epoch}")
+                    raise NonFiniteLossError(
+                        f"non-finite loss at epoch {epoch}, step {self.global_step + 1}, {where}; "
+                        "stopping without writing checkpoints (best.pt is untouched). Lower the "
+                        "learning rate, enable grad_clip, or check the inputs for NaN/inf."
+                    )
+                if self.scaler is not None:
+                    self.scaler.unscale_(self.optimizer)
+                if self.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+                if self.scaler is not None:
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.global_step += 1
+                if self.scheduler is not None and self.scheduler_interval == "step" and not \
+                        isinstance(self.scheduler, ReduceLROnPlateau):
+                    self.scheduler.step()
+                batch_index += len(window)
+                bar.update(len(window))
+                cnt = max(sums["count"], 1)
+                bar.set_postfix(loss=f"{sums['loss_sum'] / cnt:.4f}",
+                                acc=f"{100 * sums['correct'] / cnt:.1f}%", lr=f"{self.lr():.2e}")
+                self._emit("step_end", {"epoch": epoch, "batch": batch_index})
+                stop = float(self._stop_signal is not None)
+                if is_distributed():
+                    stop = float(all_reduce_sum([stop], self.device)[0])
+                if stop:
+                    self.save("last.pt", progress={"batches": batch_index, **sums})
+                    barrier()
+                    return None
+        finally:
+            bar.close()
+        elapsed = time.perf_counter() - t0
+        tot = all_reduce_sum([sums["loss_sum"], sums["count"], sums["correct"],
+                              sums["excluded"], sums["samples"]], self.device).tolist()
+        cnt = max(tot[1], 1.0)
+        return {"train_loss": tot[0] / cnt, "train_acc": tot[2] / cnt,
+                "train_excluded": int(tot[3]), "epoch_time_s": elapsed,
+                "samples_per_s": tot[4] / elapsed if elapsed > 0 else float("nan")}
+
+    @torch.no_grad()
+    def evaluate(self, loader: Iterable[dict[str, Any]], prefix: str = "val") -> dict[str, float]:
+        """Loss and task metrics over ``loader`` (reduced across ranks), keys ``prefix_*``."""
+        model = self.model_without_ddp
+        was_training = model.training
+        model.eval()
+        metrics = self.task.make_metrics(model) if hasattr(self.task, "make_metrics") else None
+        loss_sum, count, excluded = 0.0, 0, 0
+        for batch in loader:
+            batch = _to_device(batch, self.device)
+            with self.autocast():
+                loss, out = self.task.forward_loss(model, batch)
+            n = int(out.get("count", batch["sequence"].shape[0]))
+            if n:
+                loss_sum += float(loss) * n
+            count += n
+            excluded += int(out.get("excluded", 0))
+            if metrics is not None:
+                self.task.update_metrics(metrics, out)
+        tot = all_reduce_sum([loss_sum, count, excluded], self.device).tolist()
+        result = {f"{prefix}_loss": tot[0] / max(tot[1], 1.0), f"{prefix}_excluded": int(tot[2])}
+        if metrics is not None:
+            result.update({f"{prefix}_{k}": v
+                           for k, v in self.task.compute_metrics(metrics).items()})
+        model.train(was_training)
+        return result
+
+    # ------------------------------------------------------------------------------ fit
+    def _install_signals(self) -> dict[int, Any]:
+        old: dict[int, Any] = {}
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            return old
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop_signal is not None:  # second signal: stop now
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+            if is_main_process():
+                print(f"\nreceived {signal.Signals(signum).name}: saving a resumable checkpoint "
+                      "at the end of this update", flush=True)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, handler)
+        return old
+
+    def fit(self, train_loader: Iterable[dict[str, Any]],
+            val_loader: Iterable[dict[str, Any]] | None = None, num_epochs: int | None = None,
+            resume_from: str | Path | None = None) -> dict[str, Any]:
+        """Train until ``num_epochs`` (total, counting resumed ones), early stopping or a signal.
+
+        Args:
+            train_loader: batches of collated samples; its sampler's ``set_epoch(epoch)`` is
+                called each epoch (use :func:`~sitsformer.training.make_loader` for exact,
+                resumable shuffling).
+            val_loader: optional validation batches.
+            num_epochs: total epochs (default: the constructor's).
+            resume_from: a checkpoint from an earlier run of the same setup.
+
+        Returns:
+            ``{"status": "completed" | "early_stopping" | "interrupted", "epochs": completed
+            epochs, "global_step", "best_metric", "best_epoch", "metric_name", "history"}``.
+        """
+        num_epochs = num_epochs or self.num_epochs
+        if resume_from is not None:
+            self.load_state(resume_from)
+            if is_main_process() and self.progress:
+                print(f"resumed from {resume_from}: {self.epoch} epoch(s) done, "
+                      f"step {self.global_step}")
+        name, mode = self._monitor(val_loader is not None)
+        logger = None
+        if self.run_dir is not None and is_main_process():
+            logger = RunLogger(self.run_dir, config=self.config,
+                               resume_epoch=self.epoch if resume_from else None, **self.tracking)
+        self._stop_signal = None
+        old = self._install_signals()
+        status = "completed"
+        try:
+            for epoch in range(self.epoch + 1, num_epochs + 1):
+                sampler = getattr(train_loader, "sampler", None)
+                if hasattr(sampler, "set_epoch"):
+                    sampler.set_epoch(epoch)
+                train = self.train_epoch(train_loader, epoch)
+                if train is None:
+                    status = "interrupted"
+                    break
+                record: dict[str, Any] = {"epoch": epoch, "global_step": self.global_step,
+                                          "lr": self.lr(), **train}
+                if val_loader is not None:
+                    record.update(self.evaluate(val_loader, "val"))
+                if self.scheduler is not None:
+                    if isinstance(self.scheduler, ReduceLROnPlateau):
+                        self.scheduler.step(record.get("val_loss", record["train_loss"]))
+                    elif self.scheduler_interval == "epoch":
+                        self.scheduler.step()
+                self.epoch = epoch
+                value = record.get(name)
+                if value is None:
+                    raise TrainingError(f"monitored metric {name!r} not among the epoch's "
+                                        f"metrics {sorted(record)}")
+                improved = self.best_metric is None or (
+                    value < self.best_metric if mode == "min" else value > self.best_metric)
+                if improved:
+                    self.best_metric, self.best_epoch, self.bad_epochs = float(value), epoch, 0
+                else:
+                    self.bad_epochs += 1
+                record["best_" + name] = self.best_metric
+                self.history.append(record)
+                if improved:
+                    self.save("best.pt")
+                self.save("last.pt")
+                if self.save_every and epoch % self.save_every == 0:
+                    self.save(f"epoch_{epoch:04d}.pt")
+                if logger is not None:
+                    logger.log_epoch(record)
+                if self.progress and is_main_process():
+                    shown = {k: record[k] for k in ("train_loss", "train_acc", "val_loss",
+                                                    "val_oa", "lr") if k in record}
+                    print(f"epoch {epoch}/{num_epochs} " + " ".join(
+                        f"{k}={v:.4g}" for k, v in shown.items()), flush=True)
+                self._emit("epoch_end", record)
+                if (self.early_stopping_patience is not None
+                        and self.bad_epochs >= self.early_stopping_patience):
+                    status = "early_stopping"
+                    break
+            barrier()
+        finally:
+            for sig, h in old.items():
+                signal.signal(sig, h)
+            if logger is not None:
+                logger.close()
+        return {"status": status, "epochs": self.epoch, "global_step": self.global_step,
+                "best_metric": self.best_metric, "best_epoch": self.best_epoch,
+                "metric_name": name, "stop_signal": self._stop_signal, "history": self.history}

@@ -1,0 +1,69 @@
+"""``sitsformer train``: YAML + overrides, resolved config in the run folder, resume, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from sitsformer.cli import main
+
+TINY = ["data.demo_samples=48", "data.demo_classes=4", "data.batch_size=16",
+        "model.embed_dim=16", "model.num_heads=2", "model.num_layers=1", "train.threads=1",
+        "logging.tensorboard=false", "logging.progress=false"]
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({
+        "model": {"variant": "sitsformer_pixel"},
+        "data": {"source": "demo", "split": "group"},
+        "optim": {"lr": 3e-3},
+        "train": {"epochs": 3, "monitor": "val_oa"},
+        "logging": {"run_dir": str(tmp_path / "runs"), "name": "exp"},
+    }))
+    return path
+
+
+def test_train_writes_run_and_resumes(config_file, tmp_path, capsys):
+    assert main(["train", "--config", str(config_file), *TINY, "train.epochs=2", "--json"]) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "runs" / "exp"
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["run_dir"] == str(run) and summary["epochs"] == 2
+    for name in ("config.yaml", "best.pt", "last.pt", "metrics.csv", "metrics.jsonl",
+                 "curves.png", "test_metrics.json", "data_meta.json"):
+        assert (run / name).exists(), name
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["train"]["epochs"] == 2 and resolved["optim"]["lr"] == 3e-3
+    assert resolved["model"]["embed_dim"] == 16
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert ckpt["config"] == resolved and ckpt["data_meta"]["generated"] is True
+    assert len(ckpt["data_meta"]["normalization"]["mean"]) == 10
+    test = json.loads((run / "test_metrics.json").read_text())
+    assert 0.0 <= test["test_oa"] <= 1.0 and f"oa={test['test_oa']:.4f}" in out
+
+    # resume the same run to 3 epochs: history continues, metrics file has 3 rows
+    assert main(["train", "--config", str(config_file), *TINY, "--resume",
+                 str(run / "last.pt")]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 3
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optim.learning_rate=1", "unknown config key 'optim.learning_rate'"),
+    ("train.epochs=two", "config key 'train.epochs': expected int"),
+])
+def test_train_rejects_bad_config(config_file, capsys, override, message):
+    assert main(["train", "--config", str(config_file), override]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_print_config(config_file, capsys):
+    assert main(["train", "--config", str(config_file), "optim.lr=0.01", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["optim"]["lr"] == 0.01 and printed["train"]["epochs"] == 3
