@@ -22,6 +22,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from sitsformer.data import (
+    Compose,
+    Normalize,
+    Scale,
+    compute_normalization,
+    group_split,
+    open_source,
+    random_split,
+    stratified_split,
+)
 from sitsformer.models import create_sits_former
 from sitsformer.training.checkpoint import load_checkpoint
 from sitsformer.training.config import ExperimentConfig, save_config
@@ -52,34 +62,6 @@ class LoadedData:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _npz_samples(path: Path) -> LoadedData:
-    """Read the shared ``.npz`` layout (x, y, optional mask/doy/dates/t_index/split/group)."""
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    x = arrays["x"].astype(np.float32)
-    if x.ndim == 3:
-        x = x[..., None, None]  # (N, T, C, 1, 1)
-    n, t = x.shape[:2]
-    mask = arrays.get("mask")
-    mask = np.ones((n, t), bool) if mask is None else mask.astype(bool)
-    if "doy" in arrays:
-        doy = np.array(np.broadcast_to(arrays["doy"].astype(np.int64), (n, t)))
-        date_note = "day of year from the source"
-    else:
-        doy = np.array(np.broadcast_to(1 + 5 * np.arange(t, dtype=np.int64), (n, t)))
-        date_note = ("dates unknown in the source: a regular 5-day grid is assumed "
-                     "(doy = 1 + 5 * t_index)")
-    samples = [{"sequence": x[i], "mask": mask[i], "doy": doy[i], "label": int(arrays["y"][i])}
-               for i in range(n)]
-    return LoadedData(
-        samples=samples, labels=arrays["y"].astype(np.int64),
-        classes=[str(c) for c in arrays.get("classes", np.arange(int(arrays["y"].max()) + 1))],
-        bands=[str(b) for b in arrays.get("bands", [f"band{i}" for i in range(x.shape[2])])],
-        groups=arrays.get("group"), split=arrays.get("split"),
-        meta={"source": str(path), "dates": date_note},
-    )
-
-
 def load_data(cfg: ExperimentConfig) -> LoadedData:
     """Read ``cfg.data.source``: ``"demo"`` (GENERATED), a ``.npz`` in the shared layout, or any
     source ``sitsformer.data.open_source`` reads."""
@@ -96,138 +78,96 @@ def load_data(cfg: ExperimentConfig) -> LoadedData:
             meta={"source": "demo (GENERATED synthetic data)",
                   "dates": "acquisition dates of the generated series (doy)"},
         )
-    try:
-        from sitsformer.data import open_source  # type: ignore[attr-defined]
-    except ImportError:
-        open_source = None
     path = Path(d.source)
-    if open_source is not None:
-        ds = open_source(str(path), **d.options)
-        labels = getattr(ds, "labels", None)
-        if labels is None:
-            raise ValueError(f"data.source {d.source!r} has no per-sample labels to train on")
-        meta = dict(getattr(ds, "meta", {}) or {})
-        split = getattr(ds, "split", None)
-        dates = meta.get("dates_assumed") or (
-            "day of year from the acquisition dates" if meta.get("time_axis") != "t_index"
-            else "dates unknown: doy holds the time-step position 1..T")
-        return LoadedData(samples=ds, labels=np.asarray(labels), classes=list(ds.classes),
-                          bands=list(ds.bands), groups=getattr(ds, "groups", None),
-                          split=None if split is None else np.asarray(split),
-                          meta={"source": str(path), "dates": dates,
-                                "exclusions": meta.get("exclusions", {})})
-    if path.suffix == ".npz":  # without the data package's readers: the shared .npz layout
-        if not path.is_file():
-            raise FileNotFoundError(f"data.source: no such file {path}")
-        return _npz_samples(path)
-    raise ValueError(f"data.source {d.source!r}: expected 'demo' or a .npz file "
-                     "(sitsformer.data.open_source is not available for other formats)")
+    ds = open_source(str(path), **d.options)
+    labels = getattr(ds, "labels", None)
+    if labels is None:
+        raise ValueError(f"data.source {d.source!r} has no per-sample labels to train on")
+    meta = dict(getattr(ds, "meta", {}) or {})
+    split = getattr(ds, "split", None)
+    dates = meta.get("dates_assumed") or (
+        "day of year from the acquisition dates" if meta.get("time_axis") != "t_index"
+        else "dates unknown: doy holds the time-step position 1..T")
+    return LoadedData(samples=ds, labels=np.asarray(labels), classes=list(ds.classes),
+                      bands=list(ds.bands), groups=getattr(ds, "groups", None),
+                      split=None if split is None else np.asarray(split),
+                      meta={"source": str(path), "dates": dates,
+                            "exclusions": meta.get("exclusions", {})})
 
 
 def split_indices(data: LoadedData, how: str, val_fraction: float, test_fraction: float,
                   seed: int) -> dict[str, np.ndarray]:
-    """Train / val / test indices.
+    """Train / val / test indices, from :mod:`sitsformer.data.splits`.
 
     ``upstream``: the source's ``split`` (val carved out of train by groups when known);
-    ``group``: whole groups (fields/polygons) per split, stratified by class, so no field is
-    on two sides; ``stratified``: per-class random; ``random``: plain random.
+    ``group``: whole groups (fields/polygons) per split, assigned class by class, so no field
+    is on two sides; ``stratified``: per-class random; ``random``: plain random.
     """
-    rng = np.random.default_rng(seed)
     n = len(data.labels)
-
-    def by_units(idx: np.ndarray, frac_a: float, frac_b: float, units: np.ndarray | None,
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Split idx into (rest, a, b) taking frac of each class, unit-wise."""
-        rest, a, b = [], [], []
-        lab = data.labels[idx]
-        for c in np.unique(lab):
-            sel = idx[lab == c]
-            keys = units[sel] if units is not None else sel
-            uniq = np.unique(keys)
-            rng.shuffle(uniq)
-            na = int(round(frac_a * len(uniq)))
-            nb = int(round(frac_b * len(uniq)))
-            ua, ub = set(uniq[:na].tolist()), set(uniq[na:na + nb].tolist())
-            for i, k in zip(sel, keys):
-                (a if k in ua else b if k in ub else rest).append(i)
-        return (np.sort(np.array(rest, dtype=np.int64)), np.sort(np.array(a, dtype=np.int64)),
-                np.sort(np.array(b, dtype=np.int64)))
-
-    all_idx = np.arange(n)
     if how == "upstream":
         if data.split is None:
             raise ValueError("data.split='upstream' but the source has no split; use "
                              "'group', 'stratified' or 'random'")
+        all_idx = np.arange(n)
         test = all_idx[data.split == "test"]
-        train_pool = all_idx[data.split == "train"]
+        pool = all_idx[data.split == "train"]
         if (data.split == "val").any():
-            return {"train": train_pool, "val": all_idx[data.split == "val"], "test": test}
-        train, val, _ = by_units(train_pool, val_fraction, 0.0, data.groups)
-        return {"train": train, "val": val, "test": test}
+            return {"train": pool, "val": all_idx[data.split == "val"], "test": test}
+        if data.groups is not None:
+            train, val = group_split(data.groups[pool], test_size=val_fraction, seed=seed,
+                                     labels=data.labels[pool])
+        else:
+            train, val = stratified_split(data.labels[pool], test_size=val_fraction, seed=seed)
+        return {"train": pool[train], "val": pool[val], "test": test}
     if how == "group":
         if data.groups is None:
             raise ValueError("data.split='group' needs group ids in the source; use 'stratified'")
-        train, test, val = by_units(all_idx, test_fraction, val_fraction, data.groups)
+        parts = group_split(data.groups, test_size=test_fraction, val_size=val_fraction,
+                            seed=seed, labels=data.labels)
     elif how == "stratified":
-        train, test, val = by_units(all_idx, test_fraction, val_fraction, None)
+        parts = stratified_split(data.labels, test_size=test_fraction, val_size=val_fraction,
+                                 seed=seed)
     elif how == "random":
-        perm = rng.permutation(n)
-        nt, nv = int(round(test_fraction * n)), int(round(val_fraction * n))
-        test, val, train = np.sort(perm[:nt]), np.sort(perm[nt:nt + nv]), np.sort(perm[nt + nv:])
+        parts = random_split(n, test_size=test_fraction, val_size=val_fraction, seed=seed)
     else:
         raise ValueError(f"data.split must be upstream, group, stratified or random, got {how!r}")
+    if val_fraction > 0:
+        train, val, test = parts
+    else:
+        (train, test), val = parts, np.array([], dtype=np.int64)
     return {"train": train, "val": val, "test": test}
 
 
 def band_statistics(samples: Any, indices: Sequence[int], scale: float,
                     max_samples: int = 5000) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean and std of ``sequence / scale`` over the valid dates of ``indices``."""
-    total = total_sq = None
-    count = 0.0
-    for i in list(indices)[:max_samples]:
-        s = samples[int(i)]
-        x = np.asarray(s["sequence"], dtype=np.float64) / scale
-        if x.ndim == 2:
-            x = x[:, :, None, None]
-        valid = np.asarray(s["mask"], dtype=bool)
-        v = x[valid]  # (t, C, H, W)
-        v = np.moveaxis(v, 1, -1).reshape(-1, x.shape[1])
-        total = v.sum(0) if total is None else total + v.sum(0)
-        total_sq = (v**2).sum(0) if total_sq is None else total_sq + (v**2).sum(0)
-        count += v.shape[0]
-    if not count:
-        raise ValueError("no valid observation in the training split to compute statistics")
-    mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-12))
+    """Per-band mean and std of ``sequence / scale`` over the valid observations of (at most
+    ``max_samples`` of) ``indices``: :func:`sitsformer.data.compute_normalization`."""
+    mean, std = compute_normalization(samples, list(indices)[:max_samples],
+                                      transform=Scale(1.0 / scale))
     return mean.astype(np.float32), std.astype(np.float32)
 
 
 class PreparedDataset(Dataset):
-    """``samples[indices]`` with ``sequence`` scaled by ``1 / scale`` and standardised."""
+    """``samples[indices]`` divided by ``scale`` and standardised with ``mean``/``std``
+    (the data package's :class:`~sitsformer.data.Scale` and :class:`~sitsformer.data.Normalize`)."""
 
     def __init__(self, samples: Any, indices: Sequence[int], scale: float,
                  mean: np.ndarray | None, std: np.ndarray | None):
         self.samples, self.indices, self.scale = samples, np.asarray(indices), scale
-        self.mean = None if mean is None else mean[:, None, None].astype(np.float32)
-        self.std = None if std is None else std[:, None, None].astype(np.float32)
+        steps: list[Any] = [Scale(1.0 / scale)]
+        if mean is not None:
+            steps.append(Normalize(mean, std))
+        self.prepare = Compose(steps)
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        s = dict(self.samples[int(self.indices[i])])
-        x = np.asarray(s["sequence"], dtype=np.float32)
-        if x.ndim == 2:
-            x = x[:, :, None, None]
-        x = x / self.scale
-        if self.mean is not None:
-            x = (x - self.mean) / self.std
-        s["sequence"] = x.astype(np.float32)
+        s = self.prepare(self.samples[int(self.indices[i])])
         s.pop("group", None)
         return s
 
 
-# ---------------------------------------------------------------------------------- run
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
