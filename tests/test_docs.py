@@ -7,7 +7,6 @@ to a temporary folder; a block whose first line is ``# docs: skip`` is shown to 
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 

@@ -13,12 +13,7 @@ stopped by a signal after saving a resumable checkpoint.
 from __future__ import annotations
 
 import argparse
-import json
-import signal
-import sys
 from typing import Any
-
-EXIT_SIGNAL = {int(signal.SIGINT): 130, int(signal.SIGTERM): 143}
 
 
 def print_summary(out: dict[str, Any]) -> None:
@@ -42,41 +37,16 @@ def print_summary(out: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sitsformer.training.config import ConfigError
-    from sitsformer.training.distributed import cleanup_distributed, is_main_process
+    from sitsformer.cli.train import run_config_command
     from sitsformer.training.finetune import FinetuneExperimentConfig, run_finetuning
     from sitsformer.training.pretrain import load_experiment_config
-    from sitsformer.training.trainer import TrainingError
 
-    try:
-        cfg = load_experiment_config(FinetuneExperimentConfig, args.config, args.overrides)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    if args.print_config:
-        import yaml
-
-        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        return 0
-    try:
-        out = run_finetuning(cfg, args.pretrained, resume=args.resume)
-    except (TrainingError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        cleanup_distributed()
-        return 1
-    if is_main_process():
-        print_summary(out)
-        if args.json:
-            print(json.dumps({k: v for k, v in out.items() if k not in ("history", "trainer")}))
-    cleanup_distributed()
-    if out["status"] == "interrupted":
-        sig = out["trainer"]._stop_signal
-        if is_main_process():
-            print(f"stopped by a signal; resume with: sitsformer finetune --config "
-                  f"{out['run_dir']}/config.yaml --pretrained {args.pretrained} "
-                  f"--resume {out['last_checkpoint']}")
-        return EXIT_SIGNAL.get(int(sig or signal.SIGINT), 130)
-    return 0
+    return run_config_command(
+        args, lambda: load_experiment_config(FinetuneExperimentConfig, args.config,
+                                             args.overrides),
+        lambda cfg: run_finetuning(cfg, args.pretrained, resume=args.resume), print_summary,
+        f"sitsformer finetune --config {{run_dir}}/config.yaml --pretrained {args.pretrained} "
+        "--resume {last}")
 
 
 def register(subparsers: Any) -> None:

@@ -12,7 +12,7 @@ import argparse
 import json
 import signal
 import sys
-from typing import Any
+from typing import Any, Callable
 
 EXIT_SIGNAL = {int(signal.SIGINT): 130, int(signal.SIGTERM): 143}
 
@@ -37,14 +37,19 @@ def print_summary(out: dict[str, Any]) -> None:
         print(f"test split:      {shown}  ({out['test_metrics_file']})")
 
 
-def run(args: argparse.Namespace) -> int:
-    from sitsformer.training.config import ConfigError, load_config
+def run_config_command(args: argparse.Namespace, load: Callable[[], Any],
+                       execute: Callable[[Any], dict[str, Any]],
+                       summary: Callable[[dict[str, Any]], None], resume_hint: str) -> int:
+    """What ``train``, ``pretrain`` and ``finetune`` share: load the config (errors name the
+    key), ``--print-config``, run, print the summary (rank 0), and turn errors and signals into
+    exit codes. ``resume_hint`` is the command line to continue, with ``{run_dir}`` and
+    ``{last}`` filled in."""
+    from sitsformer.training.config import ConfigError
     from sitsformer.training.distributed import cleanup_distributed, is_main_process
-    from sitsformer.training.experiment import run_experiment
     from sitsformer.training.trainer import TrainingError
 
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load()
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -54,23 +59,33 @@ def run(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return 0
     try:
-        out = run_experiment(cfg, resume=args.resume)
+        out = execute(cfg)
     except (TrainingError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         cleanup_distributed()
         return 1
     if is_main_process():
-        print_summary(out)
+        summary(out)
         if args.json:
             print(json.dumps({k: v for k, v in out.items() if k not in ("history", "trainer")}))
     cleanup_distributed()
     if out["status"] == "interrupted":
         sig = out["trainer"]._stop_signal
         if is_main_process():
-            print(f"stopped by a signal; resume with: sitsformer train --config "
-                  f"{out['run_dir']}/config.yaml --resume {out['last_checkpoint']}")
+            print("stopped by a signal; resume with: "
+                  + resume_hint.format(run_dir=out["run_dir"], last=out["last_checkpoint"]))
         return EXIT_SIGNAL.get(int(sig or signal.SIGINT), 130)
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from sitsformer.training.config import load_config
+    from sitsformer.training.experiment import run_experiment
+
+    return run_config_command(
+        args, lambda: load_config(args.config, args.overrides),
+        lambda cfg: run_experiment(cfg, resume=args.resume), print_summary,
+        "sitsformer train --config {run_dir}/config.yaml --resume {last}")
 
 
 def register(subparsers: Any) -> None:

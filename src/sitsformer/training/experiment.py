@@ -204,6 +204,25 @@ def resolve_run_dir(cfg: ExperimentConfig, resume: str | None) -> Path:
     return Path(broadcast_object(str(path)))
 
 
+def setup_run(cfg: ExperimentConfig, resume: str | None, run_dir: str | Path | None
+              ) -> tuple[torch.device, Path]:
+    """What every run does first (train, pre-train, fine-tune): join the process group under
+    torchrun, choose the device and threads, check the batch splits across processes, resolve
+    the run folder and seed everything. Returns ``(device, run_path)``."""
+    device = setup_distributed()
+    if cfg.train.device:
+        device = torch.device(cfg.train.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    world = get_world_size()
+    if cfg.data.batch_size % world:
+        raise ValueError(f"data.batch_size={cfg.data.batch_size} must be divisible by the "
+                         f"number of processes ({world})")
+    run_path = Path(run_dir) if run_dir is not None else resolve_run_dir(cfg, resume)
+    seed_everything(cfg.train.seed)
+    return device, run_path
+
+
 def run_experiment(cfg: ExperimentConfig, resume: str | None = None,
                    run_dir: str | Path | None = None,
                    callbacks: Sequence[Any] = ()) -> dict[str, Any]:
@@ -220,17 +239,7 @@ def run_experiment(cfg: ExperimentConfig, resume: str | None = None,
         ``{"run_dir", "status", "best_checkpoint", "metrics_file", "plots", "test": {...},
         "history", "data": {...}}``.
     """
-    device = setup_distributed()
-    if cfg.train.device:
-        device = torch.device(cfg.train.device)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    world = get_world_size()
-    if cfg.data.batch_size % world:
-        raise ValueError(f"data.batch_size={cfg.data.batch_size} must be divisible by the "
-                         f"number of processes ({world})")
-    run_path = Path(run_dir) if run_dir is not None else resolve_run_dir(cfg, resume)
-    seed_everything(cfg.train.seed)
+    device, run_path = setup_run(cfg, resume, run_dir)
 
     data = load_data(cfg)
     splits = split_indices(data, cfg.data.split, cfg.data.val_fraction, cfg.data.test_fraction,
@@ -248,7 +257,7 @@ def run_experiment(cfg: ExperimentConfig, resume: str | None = None,
     _, c, h, _ = first["sequence"].shape
     num_classes = len(data.classes)
 
-    per_rank = cfg.data.batch_size // world
+    per_rank = cfg.data.batch_size // get_world_size()
     eval_bs = cfg.data.eval_batch_size or max(per_rank, 64)
     train_loader = make_loader(datasets["train"], per_rank, seed=cfg.data.seed,
                                num_workers=cfg.data.num_workers)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -311,14 +310,13 @@ def run_finetuning(cfg: FinetuneExperimentConfig, pretrained: str | os.PathLike[
 
     from sitsformer.training.config import save_config
     from sitsformer.training.data_utils import make_loader
-    from sitsformer.training.distributed import get_world_size, is_main_process, setup_distributed
+    from sitsformer.training.distributed import get_world_size, is_main_process
     from sitsformer.training.experiment import (
         PreparedDataset,
         band_statistics,
         build_model,
         load_data,
-        resolve_run_dir,
-        seed_everything,
+        setup_run,
         split_indices,
     )
     from sitsformer.training.losses import create_criterion
@@ -326,17 +324,7 @@ def run_finetuning(cfg: FinetuneExperimentConfig, pretrained: str | os.PathLike[
     from sitsformer.training.scheduler import create_scheduler
     from sitsformer.training.trainer import SITSFormerTrainer
 
-    device = setup_distributed()
-    if cfg.train.device:
-        device = torch.device(cfg.train.device)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    world = get_world_size()
-    if cfg.data.batch_size % world:
-        raise ValueError(f"data.batch_size={cfg.data.batch_size} must be divisible by the "
-                         f"number of processes ({world})")
-    run_path = Path(run_dir) if run_dir is not None else resolve_run_dir(cfg, resume)
-    seed_everything(cfg.train.seed)
+    device, run_path = setup_run(cfg, resume, run_dir)
 
     data = load_data(cfg)
     splits = split_indices(data, cfg.data.split, cfg.data.val_fraction, cfg.data.test_fraction,
@@ -369,7 +357,7 @@ def run_finetuning(cfg: FinetuneExperimentConfig, pretrained: str | os.PathLike[
                 for i in range(n_all)) if n_all <= 20000 else 366
     num_classes = len(data.classes)
 
-    per_rank = cfg.data.batch_size // world
+    per_rank = cfg.data.batch_size // get_world_size()
     eval_bs = cfg.data.eval_batch_size or max(per_rank, 64)
     nw = cfg.data.num_workers
     train_loader = make_loader(datasets["train"], per_rank, seed=cfg.data.seed, num_workers=nw)

@@ -272,29 +272,18 @@ def run_pretraining(cfg: PretrainExperimentConfig, resume: str | None = None,
     from sitsformer.training.checkpoint import load_checkpoint
     from sitsformer.training.config import save_config
     from sitsformer.training.data_utils import make_loader
-    from sitsformer.training.distributed import get_world_size, is_main_process, setup_distributed
+    from sitsformer.training.distributed import get_world_size, is_main_process
     from sitsformer.training.experiment import (
         PreparedDataset,
         band_statistics,
         build_model,
-        resolve_run_dir,
-        seed_everything,
+        setup_run,
     )
     from sitsformer.training.optim import create_optimizer
     from sitsformer.training.scheduler import create_scheduler
     from sitsformer.training.trainer import SITSFormerTrainer
 
-    device = setup_distributed()
-    if cfg.train.device:
-        device = torch.device(cfg.train.device)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    world = get_world_size()
-    if cfg.data.batch_size % world:
-        raise ValueError(f"data.batch_size={cfg.data.batch_size} must be divisible by the "
-                         f"number of processes ({world})")
-    run_path = Path(run_dir) if run_dir is not None else resolve_run_dir(cfg, resume)
-    seed_everything(cfg.train.seed)
+    device, run_path = setup_run(cfg, resume, run_dir)
 
     data = load_unlabelled(cfg)
     splits = prepare_splits(cfg, data, labelled=False)
@@ -310,7 +299,7 @@ def run_pretraining(cfg: PretrainExperimentConfig, resume: str | None = None,
                 for i in range(n_all)) if n_all <= 20000 else 366
     _, c, h, _ = datasets["train"][0]["sequence"].shape
 
-    per_rank = cfg.data.batch_size // world
+    per_rank = cfg.data.batch_size // get_world_size()
     eval_bs = cfg.data.eval_batch_size or max(per_rank, 64)
     nw = cfg.data.num_workers
     train_loader = make_loader(datasets["train"], per_rank, seed=cfg.data.seed, num_workers=nw)
