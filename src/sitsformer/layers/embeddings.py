@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
@@ -32,6 +34,13 @@ class Conv3dEmbed(nn.Module):
     flattened and projected to ``embed_dim``. With 10 bands and a 5x5 patch this is exactly the
     original model's embedding (the volume shrinks to 64 x 2 x 1 x 1 = 128 features). Fewer bands
     or smaller patches are zero-padded just enough for both convolutions to fit.
+
+    The convolutions run as matrix multiplies: over a tiny volume as one dense linear map built
+    from the kernel (:func:`conv3d_dense_weight`; 250 -> 1728 -> 128 for the original model),
+    otherwise as im2col + matmul (:func:`conv3d_as_matmul`). Same numbers as ``nn.Conv3d`` (same
+    parameters, same state-dict keys) but much faster on CPU, above all in bf16 where oneDNN's
+    3-D convolution backward is slow for these tiny volumes. Set ``fast = False`` to run the
+    ``nn.Conv3d`` modules themselves (the reference).
     """
 
     def __init__(
@@ -60,10 +69,138 @@ class Conv3dEmbed(nn.Module):
         ]
         self.num_features = channels[1] * out[0] * out[1] * out[1]
         self.proj = nn.Linear(self.num_features, embed_dim)
+        self.fast = True  # matmuls instead of nn.Conv3d (same numbers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.patch_size
         b, _, h, w = x.shape
-        patches = rearrange(x, "b c (gh p1) (gw p2) -> (b gh gw) 1 c p1 p2", p1=p, p2=p)
-        feats = self.conv(patches).flatten(1)  # (B * N, num_features)
+        if not self.fast:
+            patches = rearrange(x, "b c (gh p1) (gw p2) -> (b gh gw) 1 c p1 p2", p1=p, p2=p)
+            feats = self.conv(patches).flatten(1)  # (B * N, num_features)
+            return rearrange(self.proj(feats), "(b n) d -> b n d", b=b)
+        vol = rearrange(x, "b c (gh p1) (gw p2) -> (b gh gw) c p1 p2 1", p1=p, p2=p)
+        if torch.is_autocast_enabled(x.device.type):
+            # Cast once up front so that im2col copies are made in the low precision.
+            vol = vol.to(torch.get_autocast_dtype(x.device.type))
+        hid = vol  # (M, D, H, W, C) channels-last volumes
+        for i, conv in enumerate((self.conv[0], self.conv[2])):
+            last = i == 1
+            in_size = tuple(hid.shape[1:4])
+            if _dense_is_cheap(conv.weight, in_size, conv.padding):
+                # A convolution over a tiny volume is a small dense linear map: one well-shaped
+                # matrix multiply (a few times the convolution's FLOPs, still far faster than
+                # the convolution kernels or im2col on CPU, above all in bf16).
+                weight, bias = conv3d_dense_weight(conv.weight, conv.bias, in_size, conv.padding,
+                                                   channels_last_out=not last)
+                out = F.relu(F.linear(hid.flatten(1), weight, bias))
+                if not last:
+                    out = out.view(hid.shape[0], *_out_size(in_size, conv.kernel_size,
+                                                             conv.padding), -1)
+            else:
+                out = F.relu(conv3d_as_matmul(hid, conv.weight, conv.bias, conv.padding))
+                if last:
+                    out = rearrange(out, "m d h w c -> m (c d h w)")
+            hid = out
+        feats = hid  # (M, num_features) in nn.Conv3d's flatten order
         return rearrange(self.proj(feats), "(b n) d -> b n d", b=b)
+
+
+def conv3d_as_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                     padding: tuple[int, ...] | str) -> torch.Tensor:
+    """A stride-1 3-D convolution on channels-last volumes, as im2col + one matrix multiply.
+
+    Equal to ``F.conv3d`` (up to float rounding) for stride 1, no dilation, one group; faster
+    on CPU for small volumes and few channels, where the convolution kernels are inefficient.
+
+    Args:
+        x: ``(M, D, H, W, C_in)`` channels-last volumes.
+        weight: ``(C_out, C_in, kD, kH, kW)``, ``nn.Conv3d`` layout.
+        bias: ``(C_out,)`` or None.
+        padding: zeros added on both sides of ``(D, H, W)``, as ``nn.Conv3d``'s ``padding``.
+
+    Returns:
+        ``(M, D', H', W', C_out)`` channels-last.
+    """
+    if isinstance(padding, str):
+        raise ValueError(f"conv3d_as_matmul needs numeric padding, got {padding!r}")
+    kd, kh, kw = weight.shape[2:]
+    pd, ph, pw = padding
+    if pd or ph or pw:
+        x = F.pad(x, (0, 0, pw, pw, ph, ph, pd, pd))
+    # (M, D', H', W', C_in, kD, kH, kW): the unfolded axes land last, in the weight's order.
+    cols = x.unfold(1, kd, 1).unfold(2, kh, 1).unfold(3, kw, 1)
+    m, do, ho, wo = cols.shape[:4]
+    cols = rearrange(cols, "m d h w c i j k -> (m d h w) (c i j k)")
+    out = F.linear(cols, weight.flatten(1), bias)
+    return rearrange(out, "(m d h w) c -> m d h w c", m=m, d=do, h=ho, w=wo)
+
+
+_DENSE_MAX_RATIO = 6.0
+
+
+def _out_size(in_size: tuple[int, ...], kernel: tuple[int, ...],
+              padding: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(n + 2 * p - k + 1 for n, k, p in zip(in_size, kernel, padding))
+
+
+def _dense_is_cheap(weight: torch.Tensor, in_size: tuple[int, ...],
+                    padding: tuple[int, ...] | str) -> bool:
+    """True when the convolution as a dense matrix costs at most ``_DENSE_MAX_RATIO`` times its
+    own FLOPs (on CPU, a well-shaped matmul is ~10x more efficient than these convolutions)."""
+    if isinstance(padding, str):
+        return False
+    c_out, c_in, *kernel = weight.shape
+    out_size = _out_size(in_size, tuple(kernel), padding)
+    dense = math.prod(in_size) * c_in * math.prod(out_size) * c_out
+    conv = math.prod(out_size) * c_out * c_in * math.prod(kernel)
+    return dense <= _DENSE_MAX_RATIO * conv
+
+
+@lru_cache(maxsize=32)
+def _dense_index(in_size: tuple[int, int, int], kernel: tuple[int, int, int],
+                 padding: tuple[int, int, int], device: torch.device) -> torch.Tensor:
+    """``(prod(out_size), prod(in_size))`` long: for output cell o and input cell i, the flat
+    kernel offset that connects them, or ``prod(kernel)`` (a zero slot) when none does."""
+    out_size = _out_size(in_size, kernel, padding)
+    n_kernel = math.prod(kernel)
+    index = torch.full((math.prod(out_size), math.prod(in_size)), n_kernel, dtype=torch.long)
+    grids = torch.meshgrid(*(torch.arange(n) for n in out_size), indexing="ij")
+    out_flat = torch.arange(math.prod(out_size))
+    for flat_k, offset in enumerate(torch.cartesian_prod(*(torch.arange(k) for k in kernel))):
+        pos = [g.flatten() + int(o) - p for g, o, p in zip(grids, offset, padding)]
+        inside = torch.stack([(q >= 0) & (q < n) for q, n in zip(pos, in_size)]).all(0)
+        in_flat = (pos[0] * in_size[1] + pos[1]) * in_size[2] + pos[2]
+        index[out_flat[inside], in_flat[inside]] = flat_k
+    return index.to(device)
+
+
+def conv3d_dense_weight(weight: torch.Tensor, bias: torch.Tensor | None,
+                        in_size: tuple[int, ...], padding: tuple[int, ...],
+                        channels_last_out: bool = False
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A stride-1 3-D convolution over a fixed-size volume as one ``nn.Linear``-style map.
+
+    Args:
+        weight: ``(C_out, C_in, kD, kH, kW)``, ``nn.Conv3d`` layout.
+        bias: ``(C_out,)`` or None.
+        in_size: ``(D, H, W)`` of the input volume.
+        padding: zeros on both sides of each axis.
+        channels_last_out: order the outputs ``(d' h' w' c)`` instead of ``(c d' h' w')``.
+
+    Returns:
+        ``(W, b)`` with ``W (C_out * D' * H' * W', D * H * W * C_in)``: applied with
+        ``F.linear`` to a channels-last volume flattened as ``(d h w c)``, it gives the
+        convolution's output flattened as ``nn.Conv3d`` does, ``(c d' h' w')``. Differentiable
+        with respect to ``weight`` and ``bias`` (a gather of the kernel).
+    """
+    c_out, c_in, *kernel = weight.shape
+    index = _dense_index(tuple(in_size), tuple(kernel), tuple(padding), weight.device)
+    n_out, n_in = index.shape
+    # (kernel offsets + one zero slot, C_out, C_in)
+    table = rearrange(weight, "o i a b c -> (a b c) o i")
+    table = torch.cat([table, table.new_zeros(1, c_out, c_in)])
+    if channels_last_out:
+        dense = rearrange(table[index], "po pi o i -> (po o) (pi i)")
+        return dense, (bias.repeat(n_out) if bias is not None else None)
+    dense = rearrange(table[index], "po pi o i -> (o po) (pi i)")
+    return dense, (bias.repeat_interleave(n_out) if bias is not None else None)

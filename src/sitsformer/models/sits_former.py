@@ -25,7 +25,14 @@ from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from sitsformer.layers import Conv3dEmbed, DateEncoding, MaskedSelfAttention, Mlp, PatchEmbed
+from sitsformer.layers import (
+    Conv3dEmbed,
+    DateEncoding,
+    Dropout,
+    MaskedSelfAttention,
+    Mlp,
+    PatchEmbed,
+)
 from sitsformer.layers.date_encoding import DATE_ENCODINGS
 from sitsformer.models._registry import register_model, variant_config
 
@@ -162,7 +169,7 @@ class SITSFormer(nn.Module):
             nn.Parameter(torch.zeros(1, 1, self.num_tokens, cfg.embed_dim))
             if self.num_tokens > 1 else None
         )
-        self.embed_drop = nn.Dropout(cfg.dropout)
+        self.embed_drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
             Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, cfg.dropout, cfg.attn_dropout,
                   spatial=self.num_tokens > 1)
@@ -269,13 +276,27 @@ class SITSFormer(nn.Module):
     def forward_features(self, sequences: torch.Tensor, masks: torch.Tensor | None = None,
                          doy: torch.Tensor | None = None,
                          pixel_mask: torch.Tensor | None = None,
-                         dates: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode; return per-token features ``(B, T, N, D)`` and token validity ``(B, T, N)``."""
+                         dates: torch.Tensor | None = None,
+                         hidden: torch.Tensor | None = None,
+                         mask_token: torch.Tensor | None = None,
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode; return per-token features ``(B, T, N, D)`` and token validity ``(B, T, N)``.
+
+        For masked pre-training, ``hidden (B, T)`` bool (True = hidden date) replaces the
+        embedding of every hidden date by ``mask_token (D,)`` before the date encoding is added.
+        """
         x, masks = self.check_inputs(sequences, masks, doy, pixel_mask)
         b, t = masks.shape
         p = self.config.patch_size
         tokens = self.embed(rearrange(x, "b t c h w -> (b t) c h w"))
         tokens = rearrange(tokens, "(b t) n d -> b t n d", b=b)  # (B, T, N, D)
+        if hidden is not None:
+            if mask_token is None or tuple(hidden.shape) != (b, t):
+                raise ValueError(f"hidden must be (B, T) = {(b, t)} and come with a mask_token; "
+                                 f"got hidden {tuple(hidden.shape)}, "
+                                 f"mask_token given: {mask_token is not None}")
+            tokens = torch.where(hidden.bool()[:, :, None, None], mask_token.to(tokens.dtype),
+                                 tokens)
         pos = self._date_positions(doy, dates, b, t, x.device)
         tokens = tokens + self.date_encoding(pos)[:, :, None, :].to(tokens.dtype)
         if self.pos_embed is not None:
