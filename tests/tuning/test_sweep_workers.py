@@ -104,7 +104,7 @@ def test_trial_of_a_killed_worker_is_run_again(tmp_path):
     assert proc.returncode == -9
     import time
 
-    time.sleep(2.5)  # past the grace period (2 x heartbeat_interval) since its last beat
+    time.sleep(5.0)  # well past the grace period (2 x heartbeat_interval) since its last beat
 
     from sitsformer.tuning import run_sweep
     from toy_runner import ToyRunner
