@@ -204,6 +204,53 @@ def resolve_run_dir(cfg: ExperimentConfig, resume: str | None) -> Path:
     return Path(broadcast_object(str(path)))
 
 
+def fit_and_test(cfg: ExperimentConfig, model: Any, optimizer: Any, scheduler: Any,
+                 run_path: Path, device: torch.device, data_meta: dict[str, Any],
+                 train_loader: Any, val_loader: Any, test_loader: Any,
+                 resume: str | None = None, criterion: Any = None, task: Any = None,
+                 callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """What train, pre-train and fine-tune runs share after the data and model are ready:
+    write ``config.yaml`` and ``data_meta.json`` (rank 0), build the trainer from the config's
+    ``train`` and ``logging`` sections, fit, then score the best checkpoint on the test split
+    (``test_metrics.json``). Returns the common part of the run summary."""
+    if is_main_process():
+        run_path.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_path / "config.yaml")
+        (run_path / "data_meta.json").write_text(json.dumps(data_meta, indent=2))
+    lg = cfg.logging
+    trainer = SITSFormerTrainer(
+        model, optimizer, scheduler, criterion, task=task, device=device,
+        num_epochs=cfg.train.epochs, precision=cfg.train.precision,
+        grad_clip=cfg.train.grad_clip, accumulation_steps=cfg.train.accumulation_steps,
+        early_stopping_patience=cfg.train.early_stopping_patience,
+        monitor=cfg.train.monitor if val_loader is not None else "train_loss",
+        run_dir=run_path, save_every=cfg.train.save_every, tensorboard=lg.tensorboard,
+        wandb=lg.wandb, wandb_project=lg.wandb_project, plots=lg.plots, progress=lg.progress,
+        config=cfg.to_dict(), data_meta=data_meta, callbacks=callbacks,
+    )
+    result = trainer.fit(train_loader, val_loader, resume_from=resume)
+    out: dict[str, Any] = {
+        "run_dir": str(run_path), "status": result["status"], "epochs": result["epochs"],
+        "global_step": result["global_step"], "best_epoch": result["best_epoch"],
+        "best_metric": result["best_metric"], "metric_name": result["metric_name"],
+        "best_checkpoint": str(run_path / "best.pt"), "last_checkpoint": str(run_path / "last.pt"),
+        "metrics_file": str(run_path / "metrics.csv"), "plots": str(run_path / "curves.png"),
+        "history": result["history"], "data": data_meta, "trainer": trainer,
+    }
+    if result["status"] != "interrupted" and test_loader is not None:
+        best = run_path / "best.pt"
+        if best.exists():
+            trainer.model_without_ddp.load_state_dict(
+                load_checkpoint(best, map_location=device)["model_state_dict"])
+        test = trainer.evaluate(test_loader, prefix="test")
+        out["test"] = test
+        if is_main_process():
+            (run_path / "test_metrics.json").write_text(json.dumps(
+                {"checkpoint": str(best), "epoch": result["best_epoch"], **test}, indent=2))
+        out["test_metrics_file"] = str(run_path / "test_metrics.json")
+    return out
+
+
 def setup_run(cfg: ExperimentConfig, resume: str | None, run_dir: str | Path | None
               ) -> tuple[torch.device, Path]:
     """What every run does first (train, pre-train, fine-tune): join the process group under
@@ -296,39 +343,6 @@ def run_experiment(cfg: ExperimentConfig, resume: str | None = None,
         "generated": cfg.data.source == "demo",
         "exclusions": data.meta.get("exclusions", {}),
     }
-    if is_main_process():
-        run_path.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_path / "config.yaml")
-        (run_path / "data_meta.json").write_text(json.dumps(data_meta, indent=2))
-    lg = cfg.logging
-    trainer = SITSFormerTrainer(
-        model, optimizer, scheduler, criterion, device=device, num_epochs=cfg.train.epochs,
-        precision=cfg.train.precision, grad_clip=cfg.train.grad_clip,
-        accumulation_steps=cfg.train.accumulation_steps,
-        early_stopping_patience=cfg.train.early_stopping_patience,
-        monitor=cfg.train.monitor if val_loader is not None else "train_loss",
-        run_dir=run_path, save_every=cfg.train.save_every, tensorboard=lg.tensorboard,
-        wandb=lg.wandb, wandb_project=lg.wandb_project, plots=lg.plots, progress=lg.progress,
-        config=cfg.to_dict(), data_meta=data_meta, callbacks=callbacks,
-    )
-    result = trainer.fit(train_loader, val_loader, resume_from=resume)
-    out: dict[str, Any] = {
-        "run_dir": str(run_path), "status": result["status"], "epochs": result["epochs"],
-        "global_step": result["global_step"], "best_epoch": result["best_epoch"],
-        "best_metric": result["best_metric"], "metric_name": result["metric_name"],
-        "best_checkpoint": str(run_path / "best.pt"), "last_checkpoint": str(run_path / "last.pt"),
-        "metrics_file": str(run_path / "metrics.csv"), "plots": str(run_path / "curves.png"),
-        "history": result["history"], "data": data_meta, "trainer": trainer,
-    }
-    if result["status"] != "interrupted" and test_loader is not None:
-        best = run_path / "best.pt"
-        if best.exists():
-            trainer.model_without_ddp.load_state_dict(
-                load_checkpoint(best, map_location=device)["model_state_dict"])
-        test = trainer.evaluate(test_loader, prefix="test")
-        out["test"] = test
-        if is_main_process():
-            (run_path / "test_metrics.json").write_text(json.dumps(
-                {"checkpoint": str(best), "epoch": result["best_epoch"], **test}, indent=2))
-        out["test_metrics_file"] = str(run_path / "test_metrics.json")
-    return out
+    return fit_and_test(cfg, model, optimizer, scheduler, run_path, device, data_meta,
+                        train_loader, val_loader, test_loader, resume=resume,
+                        criterion=criterion, callbacks=callbacks)

@@ -303,18 +303,17 @@ def run_finetuning(cfg: FinetuneExperimentConfig, pretrained: str | os.PathLike[
     Returns:
         ``{"run_dir", "status", "best_checkpoint", "history", "test", "data", "pretrained"}``.
     """
-    import json
     import math
 
     import torch
 
-    from sitsformer.training.config import save_config
     from sitsformer.training.data_utils import make_loader
-    from sitsformer.training.distributed import get_world_size, is_main_process
+    from sitsformer.training.distributed import get_world_size
     from sitsformer.training.experiment import (
         PreparedDataset,
         band_statistics,
         build_model,
+        fit_and_test,
         load_data,
         setup_run,
         split_indices,
@@ -322,7 +321,6 @@ def run_finetuning(cfg: FinetuneExperimentConfig, pretrained: str | os.PathLike[
     from sitsformer.training.losses import create_criterion
     from sitsformer.training.optim import create_optimizer
     from sitsformer.training.scheduler import create_scheduler
-    from sitsformer.training.trainer import SITSFormerTrainer
 
     device, run_path = setup_run(cfg, resume, run_dir)
 
@@ -412,38 +410,10 @@ def run_finetuning(cfg: FinetuneExperimentConfig, pretrained: str | os.PathLike[
         "pretrained": None if pretrained is None else str(pretrained),
         "generated": cfg.data.source == "demo",
     }
-    if is_main_process():
-        run_path.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_path / "config.yaml")
-        (run_path / "data_meta.json").write_text(json.dumps(data_meta, indent=2))
-    lg = cfg.logging
-    trainer = SITSFormerTrainer(
-        model, optimizer, scheduler, criterion, device=device, num_epochs=cfg.train.epochs,
-        precision=cfg.train.precision, grad_clip=cfg.train.grad_clip,
-        accumulation_steps=cfg.train.accumulation_steps,
-        early_stopping_patience=cfg.train.early_stopping_patience,
-        monitor=cfg.train.monitor if val_loader is not None else "train_loss",
-        run_dir=run_path, save_every=cfg.train.save_every, tensorboard=lg.tensorboard,
-        wandb=lg.wandb, wandb_project=lg.wandb_project, plots=lg.plots, progress=lg.progress,
-        config=cfg.to_dict(), data_meta=data_meta, callbacks=[freeze],
-    )
-    result = trainer.fit(train_loader, val_loader, resume_from=resume)
-    out: dict[str, Any] = {
-        "run_dir": str(run_path), "status": result["status"], "epochs": result["epochs"],
-        "best_checkpoint": str(run_path / "best.pt"), "last_checkpoint": str(run_path / "last.pt"),
-        "history": result["history"], "data": data_meta, "pretrained": report,
-        "trainer": trainer,
-    }
-    if result["status"] != "interrupted" and test_loader is not None:
-        best = run_path / "best.pt"
-        if best.exists():
-            trainer.model_without_ddp.load_state_dict(
-                load_checkpoint(best, map_location=device)["model_state_dict"])
-        test = trainer.evaluate(test_loader, prefix="test")
-        out["test"] = test
-        if is_main_process():
-            (run_path / "test_metrics.json").write_text(json.dumps(
-                {"checkpoint": str(best), "epoch": result["best_epoch"], **test}, indent=2))
+    out = fit_and_test(cfg, model, optimizer, scheduler, run_path, device, data_meta,
+                       train_loader, val_loader, test_loader, resume=resume,
+                       criterion=criterion, callbacks=[freeze])
+    out["pretrained"] = report
     return out
 
 

@@ -263,25 +263,22 @@ def run_pretraining(cfg: PretrainExperimentConfig, resume: str | None = None,
         config under ``"encoder"``), their ``data_meta`` the bands, scale and normalisation
         that fine-tuning reuses.
     """
-    import json
     import math
 
     import numpy as np
 
     from sitsformer.models.pretrain import SITSFormerForPretraining
-    from sitsformer.training.checkpoint import load_checkpoint
-    from sitsformer.training.config import save_config
     from sitsformer.training.data_utils import make_loader
-    from sitsformer.training.distributed import get_world_size, is_main_process
+    from sitsformer.training.distributed import get_world_size
     from sitsformer.training.experiment import (
         PreparedDataset,
         band_statistics,
         build_model,
+        fit_and_test,
         setup_run,
     )
     from sitsformer.training.optim import create_optimizer
     from sitsformer.training.scheduler import create_scheduler
-    from sitsformer.training.trainer import SITSFormerTrainer
 
     device, run_path = setup_run(cfg, resume, run_dir)
 
@@ -334,39 +331,9 @@ def run_pretraining(cfg: PretrainExperimentConfig, resume: str | None = None,
         "generated": cfg.data.source == "demo", "pretrain": {
             "target": p.target, "hide_ratio": p.hide_ratio},
     }
-    if is_main_process():
-        run_path.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_path / "config.yaml")
-        (run_path / "data_meta.json").write_text(json.dumps(data_meta, indent=2))
     task = ReconstructionTask(seed=p.eval_seed, baseline=p.baseline)
-    lg = cfg.logging
-    monitor = cfg.train.monitor if val_loader is not None else "train_loss"
-    trainer = SITSFormerTrainer(
-        model, optimizer, scheduler, task=task, device=device, num_epochs=cfg.train.epochs,
-        precision=cfg.train.precision, grad_clip=cfg.train.grad_clip,
-        accumulation_steps=cfg.train.accumulation_steps,
-        early_stopping_patience=cfg.train.early_stopping_patience, monitor=monitor,
-        run_dir=run_path, save_every=cfg.train.save_every, tensorboard=lg.tensorboard,
-        wandb=lg.wandb, wandb_project=lg.wandb_project, plots=lg.plots, progress=lg.progress,
-        config=cfg.to_dict(), data_meta=data_meta,
-    )
-    result = trainer.fit(train_loader, val_loader, resume_from=resume)
-    out: dict[str, Any] = {
-        "run_dir": str(run_path), "status": result["status"], "epochs": result["epochs"],
-        "best_checkpoint": str(run_path / "best.pt"), "last_checkpoint": str(run_path / "last.pt"),
-        "history": result["history"], "data": data_meta, "trainer": trainer,
-    }
-    if result["status"] != "interrupted" and test_loader is not None:
-        best = run_path / "best.pt"
-        if best.exists():
-            trainer.model_without_ddp.load_state_dict(
-                load_checkpoint(best, map_location=device)["model_state_dict"])
-        test = trainer.evaluate(test_loader, prefix="test")
-        out["test"] = test
-        if is_main_process():
-            (run_path / "test_metrics.json").write_text(json.dumps(
-                {"checkpoint": str(best), "epoch": result["best_epoch"], **test}, indent=2))
-    return out
+    return fit_and_test(cfg, model, optimizer, scheduler, run_path, device, data_meta,
+                        train_loader, val_loader, test_loader, resume=resume, task=task)
 
 
 __all__ = [
