@@ -204,6 +204,23 @@ def resolve_run_dir(cfg: ExperimentConfig, resume: str | None) -> Path:
     return Path(broadcast_object(str(path)))
 
 
+def build_optimization(cfg: ExperimentConfig, model: Any, batches_per_epoch: int
+                       ) -> tuple[Any, Any]:
+    """The optimizer and scheduler of the config's ``optim`` and ``schedule`` sections (one
+    scheduler step per update when ``schedule.per_step``)."""
+    o, s = cfg.optim, cfg.schedule
+    optimizer = create_optimizer(model, optimizer_type=o.type, lr=o.lr,
+                                 weight_decay=o.weight_decay, betas=tuple(o.betas),
+                                 momentum=o.momentum, layer_decay=o.layer_decay)
+    updates = math.ceil(batches_per_epoch / cfg.train.accumulation_steps)
+    scheduler = create_scheduler(optimizer, s.type, num_epochs=cfg.train.epochs,
+                                 warmup_epochs=s.warmup_epochs, min_lr=s.min_lr,
+                                 step_size=s.step_size, gamma=s.gamma,
+                                 steps_per_epoch=updates if s.per_step else None,
+                                 patience=s.patience, factor=s.factor)
+    return optimizer, scheduler
+
+
 def fit_and_test(cfg: ExperimentConfig, model: Any, optimizer: Any, scheduler: Any,
                  run_path: Path, device: torch.device, data_meta: dict[str, Any],
                  train_loader: Any, val_loader: Any, test_loader: Any,
@@ -316,17 +333,7 @@ def run_experiment(cfg: ExperimentConfig, resume: str | None = None,
                    if len(datasets["test"]) else None)
 
     model = build_model(cfg, c, num_classes, h, t_max)
-    o = cfg.optim
-    optimizer = create_optimizer(model, optimizer_type=o.type, lr=o.lr,
-                                 weight_decay=o.weight_decay, betas=tuple(o.betas),
-                                 momentum=o.momentum, layer_decay=o.layer_decay)
-    s = cfg.schedule
-    updates = math.ceil(len(train_loader) / cfg.train.accumulation_steps)
-    scheduler = create_scheduler(optimizer, s.type, num_epochs=cfg.train.epochs,
-                                 warmup_epochs=s.warmup_epochs, min_lr=s.min_lr,
-                                 step_size=s.step_size, gamma=s.gamma,
-                                 steps_per_epoch=updates if s.per_step else None,
-                                 patience=s.patience, factor=s.factor)
+    optimizer, scheduler = build_optimization(cfg, model, len(train_loader))
     train_labels = data.labels[splits["train"]]
     criterion = create_criterion(cfg.loss.type, num_classes=num_classes,
                                  class_weights=cfg.loss.class_weights,

@@ -303,7 +303,6 @@ def run_finetuning(cfg: FinetuneExperimentConfig, pretrained: str | os.PathLike[
     Returns:
         ``{"run_dir", "status", "best_checkpoint", "history", "test", "data", "pretrained"}``.
     """
-    import math
 
     import torch
 
@@ -313,14 +312,13 @@ def run_finetuning(cfg: FinetuneExperimentConfig, pretrained: str | os.PathLike[
         PreparedDataset,
         band_statistics,
         build_model,
+        build_optimization,
         fit_and_test,
         load_data,
         setup_run,
         split_indices,
     )
     from sitsformer.training.losses import create_criterion
-    from sitsformer.training.optim import create_optimizer
-    from sitsformer.training.scheduler import create_scheduler
 
     device, run_path = setup_run(cfg, resume, run_dir)
 
@@ -380,20 +378,10 @@ def run_finetuning(cfg: FinetuneExperimentConfig, pretrained: str | os.PathLike[
         model = build_model(cfg, c, num_classes, h, t_max)
         if len(data.bands) == model.config.in_channels:
             model.config.bands = list(data.bands)
-    o = cfg.optim
-    optimizer = create_optimizer(model, optimizer_type=o.type, lr=o.lr,
-                                 weight_decay=o.weight_decay, betas=tuple(o.betas),
-                                 momentum=o.momentum, layer_decay=o.layer_decay)
+    optimizer, scheduler = build_optimization(cfg, model, len(train_loader))
     freeze = FreezeEncoder(cfg.finetune.freeze_epochs)  # after the optimizer: it holds them all
     done = int(load_checkpoint(resume)["epoch"]) if resume else 0
     freeze.apply(model, done)
-    s = cfg.schedule
-    updates = math.ceil(len(train_loader) / cfg.train.accumulation_steps)
-    scheduler = create_scheduler(optimizer, s.type, num_epochs=cfg.train.epochs,
-                                 warmup_epochs=s.warmup_epochs, min_lr=s.min_lr,
-                                 step_size=s.step_size, gamma=s.gamma,
-                                 steps_per_epoch=updates if s.per_step else None,
-                                 patience=s.patience, factor=s.factor)
     criterion = create_criterion(cfg.loss.type, num_classes=num_classes,
                                  class_weights=cfg.loss.class_weights,
                                  weight_source=torch.as_tensor(data.labels[splits["train"]]),

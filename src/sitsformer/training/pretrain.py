@@ -263,7 +263,6 @@ def run_pretraining(cfg: PretrainExperimentConfig, resume: str | None = None,
         config under ``"encoder"``), their ``data_meta`` the bands, scale and normalisation
         that fine-tuning reuses.
     """
-    import math
 
     import numpy as np
 
@@ -274,11 +273,10 @@ def run_pretraining(cfg: PretrainExperimentConfig, resume: str | None = None,
         PreparedDataset,
         band_statistics,
         build_model,
+        build_optimization,
         fit_and_test,
         setup_run,
     )
-    from sitsformer.training.optim import create_optimizer
-    from sitsformer.training.scheduler import create_scheduler
 
     device, run_path = setup_run(cfg, resume, run_dir)
 
@@ -310,17 +308,7 @@ def run_pretraining(cfg: PretrainExperimentConfig, resume: str | None = None,
         encoder.config.bands = list(data.bands)  # checked again when fine-tuning
     p = cfg.pretrain
     model = SITSFormerForPretraining(encoder, target=p.target, hide_ratio=p.hide_ratio)
-    o = cfg.optim
-    optimizer = create_optimizer(model, optimizer_type=o.type, lr=o.lr,
-                                 weight_decay=o.weight_decay, betas=tuple(o.betas),
-                                 momentum=o.momentum, layer_decay=o.layer_decay)
-    s = cfg.schedule
-    updates = math.ceil(len(train_loader) / cfg.train.accumulation_steps)
-    scheduler = create_scheduler(optimizer, s.type, num_epochs=cfg.train.epochs,
-                                 warmup_epochs=s.warmup_epochs, min_lr=s.min_lr,
-                                 step_size=s.step_size, gamma=s.gamma,
-                                 steps_per_epoch=updates if s.per_step else None,
-                                 patience=s.patience, factor=s.factor)
+    optimizer, scheduler = build_optimization(cfg, model, len(train_loader))
     data_meta = {
         "source": data.meta.get("source", cfg.data.source), "bands": data.bands,
         "scale": cfg.data.scale,
