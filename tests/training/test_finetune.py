@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _helpers import assert_close
 
 from sitsformer.models import create_sits_former
 from sitsformer.models.pretrain import SITSFormerForPretraining
@@ -20,19 +21,7 @@ from sitsformer.training.optim import create_optimizer
 BANDS = ["B2", "B3", "B4"]
 
 
-def assert_close(a, b, rtol=1e-5, atol=1e-6):
-    """``torch.allclose`` with a message (``torch.testing.assert_close`` imports sympy: slow)."""
-    assert a.shape == b.shape, (a.shape, b.shape)
-    assert torch.allclose(a, b, rtol=rtol, atol=atol), f"max |a - b| = {(a - b).abs().max()}"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (no oversubscription on a shared 2-core CPU)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(**kw):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _helpers import assert_close
 
 from sitsformer.data import make_demo_data
 from sitsformer.models import create_sits_former
@@ -24,19 +25,7 @@ ENC = dict(img_size=1, patch_size=1, in_channels=10, num_classes=2, embed_dim=16
            num_heads=2, mlp_ratio=2.0, dropout=0.0, max_seq_len=40)
 
 
-def assert_close(a, b, rtol=1e-5, atol=1e-6):
-    """``torch.allclose`` with a message (``torch.testing.assert_close`` imports sympy: slow)."""
-    assert a.shape == b.shape, (a.shape, b.shape)
-    assert torch.allclose(a, b, rtol=rtol, atol=atol), f"max |a - b| = {(a - b).abs().max()}"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (no oversubscription on a shared 2-core CPU)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _unlabelled(n=24, seed=0):
