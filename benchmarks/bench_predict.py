@@ -26,6 +26,7 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
+from sitsformer.data import InputSpec
 from sitsformer.inference import open_raster_source, predict_raster
 from sitsformer.models import create_sits_former
 
@@ -100,15 +101,15 @@ def main() -> None:
         src = open_raster_source(folder)
         crop = args.crop or args.size
         region = Crop(src, crop, crop)
-        meta = {"scale": 10000.0}
+        spec = InputSpec(bands=list(src.bands), scale=10000.0)
         for precision in args.precisions.split(","):
             # warm-up on a tiny region (first-call allocations, oneDNN kernel selection)
             predict_raster(model, Crop(src, 8, 8), Path(tmp) / f"warm_{precision}.tif",
-                           precision=precision, progress=False, data_meta=meta)
+                           precision=precision, progress=False, spec=spec)
             _reset_peak()
             res = predict_raster(model, region, Path(tmp) / f"map_{precision}.tif",
                                  window=args.window, batch_size=args.batch_size,
-                                 precision=precision, progress=True, data_meta=meta)
+                                 precision=precision, progress=True, spec=spec)
             row = {"precision": precision, "pixels": res.num_pixels,
                    "seconds": round(res.seconds, 2),
                    "pixels_per_s": round(res.pixels_per_second, 1),

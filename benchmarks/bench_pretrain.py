@@ -31,12 +31,13 @@ from pathlib import Path
 import torch
 
 from sitsformer.data import shared_data_dir
-from sitsformer.training.finetune import FinetuneExperimentConfig, run_finetuning
-from sitsformer.training.pretrain import (
+from sitsformer.training.config import (
+    FinetuneExperimentConfig,
     PretrainExperimentConfig,
-    load_experiment_config,
-    run_pretraining,
+    load_config,
 )
+from sitsformer.training.finetune import run_finetuning
+from sitsformer.training.pretrain import run_pretraining
 
 
 def model_overrides(args: argparse.Namespace) -> list[str]:
@@ -58,7 +59,7 @@ def pretrain(args: argparse.Namespace, out: Path) -> dict:
                  "data.split=group", "data.val_fraction=0.0", f"data.test_fraction={args.holdout}",
                  f"train.epochs={args.pretrain_epochs}", f"optim.lr={args.pretrain_lr}",
                  "optim.weight_decay=0.05", "pretrain.target=center", "pretrain.hide_ratio=0.3"]
-    cfg = load_experiment_config(PretrainExperimentConfig, None, overrides)
+    cfg = load_config(None, overrides, cls=PretrainExperimentConfig)
     t0 = time.perf_counter()
     res = run_pretraining(cfg)
     res["seconds"] = time.perf_counter() - t0
@@ -67,13 +68,12 @@ def pretrain(args: argparse.Namespace, out: Path) -> dict:
 
 def train_pool_size(args: argparse.Namespace, out: Path) -> int:
     """Training pixels before the label budget (the same grouped split as fine-tuning)."""
-    from sitsformer.training.experiment import load_data, split_indices
+    from sitsformer.data import DataModule
 
-    cfg = load_experiment_config(FinetuneExperimentConfig, None, [
+    cfg = load_config(None, [
         *common(args, out, "split"), "data.split=group", "data.val_fraction=0.15",
-        "data.test_fraction=0.25"])
-    data = load_data(cfg)
-    return len(split_indices(data, "group", 0.15, 0.25, cfg.data.seed)["train"])
+        "data.test_fraction=0.25"], cls=FinetuneExperimentConfig)
+    return DataModule.from_config(cfg.data).read().train_pool_size
 
 
 def finetune(args: argparse.Namespace, out: Path, fraction: float, ckpt: str | None,
@@ -92,7 +92,7 @@ def finetune(args: argparse.Namespace, out: Path, fraction: float, ckpt: str | N
     if ckpt:
         overrides += [f"optim.layer_decay={args.layer_decay}",
                       f"finetune.freeze_epochs={args.freeze_epochs}"]
-    cfg = load_experiment_config(FinetuneExperimentConfig, None, overrides)
+    cfg = load_config(None, overrides, cls=FinetuneExperimentConfig)
     t0 = time.perf_counter()
     res = run_finetuning(cfg, ckpt)
     res["seconds"] = time.perf_counter() - t0
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     if args.pretrained:
-        from sitsformer.training.checkpoint import load_checkpoint
+        from sitsformer.models import load_checkpoint
 
         run = Path(args.pretrained).parent
         ck = load_checkpoint(args.pretrained)

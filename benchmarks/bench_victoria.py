@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sitsformer.data import DataModule
 from sitsformer.training.config import load_config
-from sitsformer.training.experiment import load_data, run_experiment, split_indices
+from sitsformer.training.experiment import run_experiment
 
 # Defaults chosen on this set (see docs/training.md): a 3-layer pixel transformer, inputs / 10000
 # then standardised per band with train statistics, label smoothing, AdamW + warm-up + cosine.
@@ -63,8 +64,8 @@ def rf_scores(source: Path, split: str, seed: int, test_fraction: float,
     cfg = load_config(overrides=[*BASE, f"data.source={source}", f"data.split={split}",
                                  f"data.test_fraction={test_fraction}",
                                  f"data.val_fraction={val_fraction}", f"data.seed={seed}"])
-    data = load_data(cfg)
-    idx = split_indices(data, split, val_fraction, test_fraction, seed)
+    data = DataModule.from_config(cfg.data).read()
+    idx = data.splits
     x = np.stack([np.asarray(s["sequence"]).reshape(-1) for s in data.samples])  # (N, T*C)
     fit = np.concatenate([idx["train"], idx["val"]])
     t0 = time.perf_counter()

@@ -10,7 +10,7 @@ from sitsformer.cli import main
 
 
 def test_demo_runs_and_reports_paths(tmp_path, capsys):
-    code = main(["demo", "--epochs", "2", "--out", str(tmp_path), "data.demo_samples=96",
+    code = main(["demo", "--epochs", "2", "--output", str(tmp_path), "data.demo_samples=96",
                  "model.embed_dim=16", "model.num_layers=1", "train.threads=1",
                  "logging.progress=false", "logging.tensorboard=false"])
     assert code == 0

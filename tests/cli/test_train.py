@@ -42,7 +42,11 @@ def test_train_writes_run_and_resumes(config_file, tmp_path, capsys):
     assert resolved["model"]["embed_dim"] == 16
     ckpt = torch.load(run / "last.pt", weights_only=True)
     assert ckpt["config"] == resolved and ckpt["data_meta"]["generated"] is True
-    assert len(ckpt["data_meta"]["normalization"]["mean"]) == 10
+    assert ckpt["format"] == "sitsformer-checkpoint/2"
+    spec = ckpt["input_spec"]
+    assert len(spec["mean"]) == len(spec["std"]) == len(spec["bands"]) == 10
+    assert spec["time_axis"] == "dates" and spec["scale"] == 10000.0 and spec["sample_size"] == 1
+    assert json.loads((run / "data_meta.json").read_text())["input_spec"] == spec
     test = json.loads((run / "test_metrics.json").read_text())
     assert 0.0 <= test["test_oa"] <= 1.0 and f"oa={test['test_oa']:.4f}" in out
 
@@ -52,6 +56,16 @@ def test_train_writes_run_and_resumes(config_file, tmp_path, capsys):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 3
+
+    # the same named run again without --resume: refused (nothing overwritten), then --overwrite
+    before = (run / "last.pt").read_bytes()
+    assert main(["train", "--config", str(config_file), *TINY, "train.epochs=1"]) == 1
+    err = capsys.readouterr().err
+    assert "output exists" in err and "--resume" in err and "--overwrite" in err
+    assert (run / "last.pt").read_bytes() == before
+    assert main(["train", "--config", str(config_file), *TINY, "train.epochs=1",
+                 "--overwrite"]) == 0
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1
 
 
 @pytest.mark.parametrize("override,message", [

@@ -33,7 +33,7 @@ def test_build_real_process(tmp_path, shared_data):
     src = shared_data / "s2_victoria_igarss2019/raw"
     out = tmp_path / "vic.zarr"
     r = subprocess.run([sys.executable, "-m", "sitsformer.cli", "data", "build", str(src),
-                        "--out", str(out), "--stats-split", "group", "--chunk-size", "100"],
+                        "--output", str(out), "--stats-split", "group", "--chunk-size", "100"],
                        capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr
     assert "writing vic.zarr" in r.stderr and "8/8" in r.stderr  # the progress bar

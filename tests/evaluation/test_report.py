@@ -9,7 +9,7 @@ import pytest
 import torch
 from matplotlib.image import imread
 
-from sitsformer.data import ArrayDataset
+from sitsformer.data import ArrayDataset, InputSpec
 from sitsformer.evaluation import ClassificationMetrics, evaluate_model, write_report
 from sitsformer.evaluation.evaluate import label_mapping
 from sitsformer.inference import InputMismatchError
@@ -48,8 +48,8 @@ def test_evaluate_model_counts_exclusions_and_remaps_classes():
     ds.mask[3] = False  # a sample whose dates are all invalid (e.g. after cloud filtering)
     model = create_sits_former(img_size=1, patch_size=1, in_channels=2, num_classes=2,
                                embed_dim=16, num_layers=1, num_heads=2, max_seq_len=8).eval()
-    res = evaluate_model(model, ds, data_meta={"classes": ["a", "b"], "bands": ["B04", "B08"],
-                                               "scale": 2.0}, progress=False, batch_size=6)
+    res = evaluate_model(model, ds, spec=InputSpec(classes=["a", "b"], bands=["B04", "B08"],
+                                                   scale=2.0), progress=False, batch_size=6)
     assert res["counts"] == {"samples": 20, "scored": 19, "excluded_no_valid_date": 1,
                              "unlabelled": 0}
     # reference: the model on the scaled inputs, labels mapped by name (b -> 1, a -> 0)
@@ -61,6 +61,6 @@ def test_evaluate_model_counts_exclusions_and_remaps_classes():
     ref.update(pred[keep], torch.from_numpy(1 - labels[keep]))
     assert res["confusion_matrix"] == ref.compute()["confusion_matrix"]
     with pytest.raises(InputMismatchError, match="band mismatch"):
-        evaluate_model(model, ds, data_meta={"bands": ["B02", "B03"]}, progress=False)
+        evaluate_model(model, ds, spec=InputSpec(bands=["B02", "B03"]), progress=False)
     with pytest.raises(InputMismatchError, match="not among"):
         label_mapping(["a", "c"], ["a", "b"])

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from sitsformer.data import InputSpec
 from sitsformer.inference.sources import ArrayRasterSource
-from sitsformer.models import create_sits_former
-from sitsformer.training.checkpoint import save_checkpoint
+from sitsformer.models import create_sits_former, save_checkpoint
 
 SLOVENIA_CODES = [1, 2, 3, 4, 8]  # LULC codes present in the patch (0 = no data)
 SEN2R_ROI = "s2_sen2rts_roi/raw/inst/extdata/sen2r/sampleroi"
@@ -79,12 +79,13 @@ def train_slovenia_model(source, labels, names, steps: int = 80):
     return model
 
 
-def write_checkpoint(path: Path, model, data_meta: dict) -> Path:
+def write_checkpoint(path: Path, model, **spec) -> Path:
+    """A checkpoint of ``model`` whose input spec has the given fields."""
     return save_checkpoint(path, {
         "model_config": model.config.to_dict(),
         "model_state_dict": model.state_dict(),
         "epoch": 1, "global_step": 60,
-        "data_meta": data_meta,
+        "input_spec": InputSpec(**spec).to_dict(),
     })
 
 
@@ -100,8 +101,7 @@ def slovenia_checkpoint(tmp_path_factory, shared_data, slovenia_model) -> Path:
     names = read_eopatch(shared_data / EOPATCH).classes
     assert len(names) == 5
     return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "slovenia.pt", slovenia_model,
-                            {"bands": ["NDVI"], "classes": names, "time_axis": "dates",
-                             "scale": None})
+                            bands=["NDVI"], classes=names, time_axis="dates", scale=None)
 
 
 @pytest.fixture(scope="session")
@@ -114,8 +114,8 @@ def slovenia_map(tmp_path_factory, slovenia, slovenia_model):
 
     source, _, names = slovenia
     res = predict_raster(slovenia_model, source, tmp_path_factory.mktemp("map") / "slo.tif",
-                         window=40, data_meta={"classes": names, "bands": ["NDVI"],
-                                               "time_axis": "dates"}, progress=False)
+                         window=40, spec=InputSpec(classes=names, bands=["NDVI"],
+                                                   time_axis="dates"), progress=False)
     with rasterio.open(res.class_map) as ds:
         assert ds.crs.to_epsg() == 32633 and ds.transform == source.transform
         return ds.read(1), res

@@ -17,12 +17,13 @@ from sitsformer.evaluation import ClassificationMetrics
 from sitsformer.inference import predict_raster
 from sitsformer.models import create_sits_former
 
+
 def test_evaluate_cli_matches_the_map(shared_data, slovenia, slovenia_map,
                                       slovenia_checkpoint, tmp_path, capsys):
     """The report's scores equal the scores of the predicted map against the label raster."""
     out = tmp_path / "report"
     rc = main(["evaluate", "--checkpoint", str(slovenia_checkpoint), "--data",
-               str(shared_data / EOPATCH), "--out", str(out), "--no-progress"])
+               str(shared_data / EOPATCH), "--output", str(out), "--quiet"])
     assert rc == 0, capsys.readouterr().err
     report = json.loads((out / "metrics.json").read_text())
     for name in ("report.md", "confusion_matrix.png", "per_class.png"):
@@ -43,11 +44,11 @@ def test_evaluate_cli_matches_the_map(shared_data, slovenia, slovenia_map,
 
 def test_predict_cli_subprocess(shared_data, slovenia_model, tmp_path):
     ckpt = write_checkpoint(tmp_path / "m.pt", slovenia_model,
-                            {"bands": ["NDVI"], "scale": 10000.0, "time_axis": "dates"})
+                            bands=["NDVI"], scale=10000.0, time_axis="dates")
     out = tmp_path / "map.tif"
     cmd = [sys.executable, "-m", "sitsformer.cli", "predict", "--checkpoint", str(ckpt),
            "--input", str(shared_data / SEN2R_ROI), "--output", str(out), "--window", "16",
-           "--no-progress"]
+           "--quiet"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "7x25 pixels" in done.stdout
@@ -65,9 +66,9 @@ def test_predict_cli_subprocess(shared_data, slovenia_model, tmp_path):
 
 def test_cli_errors_are_clear(shared_data, tmp_path, capsys):
     model = create_sits_former(tiny_config(in_channels=3))
-    ckpt = write_checkpoint(tmp_path / "m.pt", model, {"bands": ["B02", "B03", "B04"]})
+    ckpt = write_checkpoint(tmp_path / "m.pt", model, bands=["B02", "B03", "B04"])
     rc = main(["predict", "--checkpoint", str(ckpt), "--input", str(shared_data / SEN2R_ROI),
-               "--output", str(tmp_path / "x.tif"), "--no-progress"])
+               "--output", str(tmp_path / "x.tif"), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 1 and "expects 3 bands" in err and "NDVI" in err
     rc = main(["evaluate", "--checkpoint", str(tmp_path / "missing.pt"), "--data",

@@ -8,7 +8,7 @@ import rasterio
 import torch
 from conftest import SEN2R_ROI, tiny_config
 
-from sitsformer.data import collate
+from sitsformer.data import InputSpec, collate
 from sitsformer.data.dataset import RasterPixelDataset
 from sitsformer.evaluation import ClassificationMetrics
 from sitsformer.inference import InputMismatchError, predict_raster
@@ -128,10 +128,10 @@ def test_bad_input_is_refused(roi, slovenia_model, tmp_path):
     predict_raster(slovenia_model, small, out, progress=False, overwrite=True)
     with pytest.raises(InputMismatchError, match="band mismatch"):
         predict_raster(slovenia_model, roi, tmp_path / "x.tif", progress=False,
-                       data_meta={"bands": ["B04"]})
+                       spec=InputSpec(bands=["B04"]))
     with pytest.raises(InputMismatchError, match="t_index"):
         predict_raster(slovenia_model, roi, tmp_path / "x.tif", progress=False,
-                       data_meta={"time_axis": "t_index"})
+                       spec=InputSpec(bands=list(roi.bands), time_axis="t_index"))
     two = ArrayRasterSource(np.zeros((5, 2, 4, 4), np.float32),
                             dates=np.arange(5).astype("datetime64[D]"))
     with pytest.raises(InputMismatchError, match="expects 1 bands"):
@@ -139,7 +139,7 @@ def test_bad_input_is_refused(roi, slovenia_model, tmp_path):
     undated = ArrayRasterSource(np.zeros((5, 1, 4, 4), np.float32))
     with pytest.raises(InputMismatchError, match="no dates"):
         predict_raster(slovenia_model, undated, tmp_path / "x.tif", progress=False,
-                       data_meta={"time_axis": "dates"})
+                       spec=InputSpec(bands=["band0"], time_axis="dates"))
     patch = create_sits_former(tiny_config(img_size=3))
     with pytest.raises(ValueError, match="overlap must be at least"):
         predict_raster(patch, roi, tmp_path / "x.tif", overlap=0, progress=False)
@@ -181,8 +181,8 @@ def test_rasters_on_different_grids_are_refused(tmp_path, slovenia_model, capsys
     ckpt = tmp_path / "m.pt"
     from conftest import write_checkpoint
 
-    write_checkpoint(ckpt, slovenia_model, {"bands": ["NDVI"], "scale": 10000.0})
+    write_checkpoint(ckpt, slovenia_model, bands=["NDVI"], scale=10000.0)
     rc = main(["predict", "--checkpoint", str(ckpt), "--input", str(folder), "--output",
-               str(tmp_path / "map.tif"), "--no-progress"])
+               str(tmp_path / "map.tif"), "--quiet"])
     assert rc == 1 and "EPSG:32633" in capsys.readouterr().err
     assert not (tmp_path / "map.tif").exists()

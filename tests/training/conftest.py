@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from sitsformer.data import make_demo_data
+from sitsformer.data import SampleDataset, make_demo_data, make_loader
 from sitsformer.models import create_sits_former
-from sitsformer.training import SampleDataset, make_loader
 
 
 @pytest.fixture(autouse=True)

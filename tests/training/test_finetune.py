@@ -6,16 +6,15 @@ import pytest
 import torch
 from _helpers import assert_close
 
-from sitsformer.models import create_sits_former
-from sitsformer.models.pretrain import SITSFormerForPretraining
-from sitsformer.training.checkpoint import save_checkpoint
-from sitsformer.training.finetune import (
-    FreezeEncoder,
+from sitsformer.models import (
     PretrainedMismatchError,
     build_finetune_model,
+    create_sits_former,
     load_pretrained_encoder,
-    set_encoder_trainable,
+    save_checkpoint,
 )
+from sitsformer.models.pretrain import SITSFormerForPretraining
+from sitsformer.training.finetune import FreezeEncoder, set_encoder_trainable
 from sitsformer.training.optim import create_optimizer
 
 BANDS = ["B2", "B3", "B4"]

@@ -7,12 +7,10 @@ import pytest
 import torch
 from _helpers import assert_close
 
-from sitsformer.data import make_demo_data
-from sitsformer.models import create_sits_former
+from sitsformer.data import SampleDataset, make_demo_data, make_loader
+from sitsformer.models import build_finetune_model, create_sits_former, load_checkpoint
 from sitsformer.models.pretrain import SITSFormerForPretraining
-from sitsformer.training.checkpoint import load_checkpoint
-from sitsformer.training.data_utils import SampleDataset, make_loader
-from sitsformer.training.finetune import FreezeEncoder, build_finetune_model
+from sitsformer.training.finetune import FreezeEncoder
 from sitsformer.training.optim import create_optimizer
 from sitsformer.training.pretrain import (
     ReconstructionTask,
@@ -203,9 +201,11 @@ def test_cli_pretrain_then_finetune_on_demo(tmp_path, monkeypatch, capsys):
     assert "new head ['head.bias', 'head.weight']" in capsys.readouterr().out
     ckpt = load_checkpoint(tmp_path / "runs" / "ft" / "best.pt")
     assert ckpt["task"] == "classification"
-    meta = ckpt["data_meta"]
-    pre = load_checkpoint(tmp_path / "runs" / "pre" / "best.pt")["data_meta"]
-    assert meta["normalization"] == pre["normalization"]  # inputs prepared as in pre-training
+    meta, spec = ckpt["data_meta"], ckpt["input_spec"]
+    pre = load_checkpoint(tmp_path / "runs" / "pre" / "best.pt")["input_spec"]
+    # inputs prepared as in pre-training
+    assert (spec["scale"], spec["mean"], spec["std"]) == (pre["scale"], pre["mean"], pre["std"])
+    assert pre["classes"] is None and len(spec["classes"]) == ckpt["model_config"]["num_classes"]
     assert meta["split_sizes"]["train"] == pytest.approx(meta["train_pool_size"] / 2, abs=8)
     # an unknown key is an error naming it
     assert main(["finetune", "finetune.freez_epochs=1"]) == 1

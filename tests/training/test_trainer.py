@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from sitsformer.models import load_checkpoint, load_model
 from sitsformer.training import (
     ClassificationTask,
     NonFiniteLossError,
@@ -17,8 +18,6 @@ from sitsformer.training import (
     create_criterion,
     create_optimizer,
     create_scheduler,
-    load_checkpoint,
-    load_model,
     read_metrics,
 )
 
@@ -157,7 +156,7 @@ def test_early_stopping_and_checkpoint_files(tt, demo_samples, tmp_path):
     assert out["status"] == "early_stopping" and out["epochs"] == 3 and out["best_epoch"] == 1
     assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["best.pt", "epoch_0002.pt", "last.pt"]
     ckpt = torch.load(tmp_path / "best.pt", weights_only=True)
-    assert ckpt["format"] == "sitsformer-checkpoint/1" and ckpt["epoch"] == 1
+    assert ckpt["format"] == "sitsformer-checkpoint/2" and ckpt["epoch"] == 1
     assert ckpt["metric_name"] == "val_oa" and ckpt["task"] == "classification"
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     assert len(rows) == 4 and "val_oa" in rows[0] and "lr" in rows[0]

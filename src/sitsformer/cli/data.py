@@ -10,19 +10,13 @@ from typing import Any
 
 import numpy as np
 
-
-def _options(pairs: list[str] | None) -> dict[str, Any]:
-    """``key=value`` reader options; values parsed as JSON when possible (numbers, lists)."""
-    out: dict[str, Any] = {}
-    for p in pairs or []:
-        if "=" not in p:
-            raise SystemExit(f"--option expects key=value, got {p!r}")
-        k, v = p.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
+from sitsformer.cli._common import (
+    UsageError,
+    add_overwrite,
+    add_quiet,
+    add_reader_options,
+    reader_options,
+)
 
 
 def summarize(dataset: Any, max_samples: int = 2000) -> dict[str, Any]:
@@ -78,8 +72,8 @@ def _inspect(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
         try:
-            ds = open_source(args.source, kind=args.kind, **_options(args.option))
-        except DataError as err:
+            ds = open_source(args.source, kind=args.kind, **reader_options(args.option))
+        except (DataError, UsageError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
     info = summarize(ds)
@@ -109,11 +103,10 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from sitsformer.data import DataError, build_store, open_source
-    from sitsformer.data import splits
+    from sitsformer.data import DataError, build_store, open_source, splits
 
     try:
-        ds = open_source(args.source, kind=args.kind, **_options(args.option))
+        ds = open_source(args.source, kind=args.kind, **reader_options(args.option))
         train = None
         if args.stats_split != "all":
             if args.stats_split == "group" and ds.groups is not None:
@@ -122,12 +115,12 @@ def _build(args: argparse.Namespace) -> int:
                 train = splits.stratified_split(ds.labels, args.test_size, seed=args.seed)[0]
             else:
                 train = splits.random_split(len(ds), args.test_size, seed=args.seed)[0]
-        store = build_store(ds, args.out, chunk_size=args.chunk_size, train_indices=train,
+        store = build_store(ds, args.output, chunk_size=args.chunk_size, train_indices=train,
                             overwrite=args.overwrite, progress=not args.quiet)
-    except DataError as err:
+    except (DataError, UsageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"wrote {len(store)} samples to {args.out} (stats on {store.attrs['stats_on']})")
+    print(f"wrote {len(store)} samples to {args.output} (stats on {store.attrs['stats_on']})")
     return 0
 
 
@@ -139,20 +132,19 @@ def register(subparsers: Any) -> None:
                         "or a Zarr sample store")
     common.add_argument("--kind", choices=["csv", "geotiff", "eopatch", "pastis", "store", "npz"],
                         help="force the source kind instead of detecting it")
-    common.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
-                        help="reader option, e.g. -o cloud_folder=SCL -o scale=10000 (repeat)")
+    add_reader_options(common)
     pi = sub.add_parser("inspect", parents=[common], help="summary of a source")
     pi.add_argument("--json", action="store_true", help="print JSON")
     pi.set_defaults(func=_inspect)
     pb = sub.add_parser("build", parents=[common], help="write a Zarr sample store")
-    pb.add_argument("--out", required=True, help="store folder to write (e.g. data.zarr)")
+    pb.add_argument("--output", required=True, help="store folder to write (e.g. data.zarr)")
     pb.add_argument("--chunk-size", type=int, default=64, help="samples per chunk")
     pb.add_argument("--stats-split", choices=["all", "group", "stratified"], default="all",
                     help="samples the normalisation statistics are computed on: all, or the "
                     "training part of a grouped/stratified split")
     pb.add_argument("--test-size", type=float, default=0.2)
     pb.add_argument("--seed", type=int, default=0)
-    pb.add_argument("--overwrite", action="store_true")
-    pb.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_overwrite(pb)
+    add_quiet(pb)
     pb.set_defaults(func=_build)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])

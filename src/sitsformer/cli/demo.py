@@ -31,12 +31,14 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
-    overrides.append(f"logging.run_dir={args.out}")
+    overrides.append(f"logging.run_dir={args.output}")
     try:
         cfg = load_config(None, overrides, base=DEMO_CONFIG)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if args.quiet:
+        cfg.logging.progress = False
     print("sitsformer demo: training on GENERATED synthetic demo data (not real imagery; "
           f"{cfg.data.demo_samples} pixel time series, {cfg.data.demo_classes} classes)")
     out = run_experiment(cfg)
@@ -51,7 +53,8 @@ def register(subparsers: Any) -> None:
         description="Train a small SITS-Former on generated demo data, evaluate it on the "
         "test split and print where the run, its metrics and plots are.")
     p.add_argument("--epochs", type=int, help="number of epochs (default 12)")
-    p.add_argument("--out", default="runs", help="parent folder of the run (default runs/)")
+    p.add_argument("--output", default="runs", help="parent folder of the run (default runs/)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="config overrides, e.g. model.embed_dim=32")
     p.set_defaults(func=run)

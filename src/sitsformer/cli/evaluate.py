@@ -1,42 +1,45 @@
 """``sitsformer evaluate``: score a checkpoint on a labelled source and write the report.
 
 The model is rebuilt from the checkpoint alone; inputs are prepared with the checkpoint's
-``data_meta`` (scale, normalisation) and checked against it (bands, dates).
+input spec (scale, normalisation) and checked against it (bands, time axis). The report
+folder (``--output``, default ``evaluation/`` beside the checkpoint) is refused when it already
+holds a report, unless ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from sitsformer.cli._common import (
+    UsageError,
+    add_overwrite,
+    add_quiet,
+    add_reader_options,
+    reader_options,
+)
 
-def _options(pairs: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ValueError(f"--option expects KEY=VALUE, got {pair!r}")
-        key, value = pair.split("=", 1)
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+REPORT_FILES = ("metrics.json", "report.md")
 
 
 def run(args: argparse.Namespace) -> int:
     from sitsformer.data.errors import DataError
     from sitsformer.evaluation.evaluate import evaluate_checkpoint
 
-    out_dir = Path(args.out) if args.out else Path(args.checkpoint).with_name("evaluation")
+    out_dir = Path(args.output) if args.output else Path(args.checkpoint).with_name("evaluation")
+    existing = [str(out_dir / f) for f in REPORT_FILES if (out_dir / f).exists()]
+    if existing and not args.overwrite:
+        print(f"error: output exists: {', '.join(existing)} (pass --overwrite to replace it)",
+              file=sys.stderr)
+        return 1
     try:
         res = evaluate_checkpoint(args.checkpoint, args.data, out_dir,
                                   batch_size=args.batch_size, precision=args.precision,
-                                  device=args.device, progress=not args.no_progress,
-                                  data_options=_options(args.option))
-    except (FileNotFoundError, ValueError, DataError) as err:
+                                  device=args.device, progress=not args.quiet,
+                                  data_options=reader_options(args.option))
+    except (FileNotFoundError, ValueError, DataError, UsageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     c = res["counts"]
@@ -58,11 +61,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data", required=True,
                    help="labelled source: CSV table, GeoTIFF folder, EOPatch, PASTIS, Zarr "
                    "store or .npz (anything sitsformer.data.open_source reads)")
-    p.add_argument("--out", help="report folder (default: 'evaluation' beside the checkpoint)")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="reader option for open_source, e.g. --option patch_size=5 (repeatable)")
+    p.add_argument("--output", help="report folder (default: 'evaluation' beside the checkpoint)")
+    add_reader_options(p)
+    add_overwrite(p)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--device", help="e.g. cpu, cuda (default cpu)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_quiet(p)
     p.set_defaults(func=run)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from sitsformer.cli.train import add_run_arguments
+
 
 def print_summary(out: dict[str, Any]) -> None:
     print(f"run folder:      {out['run_dir']}")
@@ -38,13 +40,13 @@ def print_summary(out: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sitsformer.cli.train import run_config_command
-    from sitsformer.training.finetune import FinetuneExperimentConfig, run_finetuning
-    from sitsformer.training.pretrain import load_experiment_config
+    from sitsformer.training.config import FinetuneExperimentConfig, load_config
+    from sitsformer.training.finetune import run_finetuning
 
     return run_config_command(
-        args, lambda: load_experiment_config(FinetuneExperimentConfig, args.config,
-                                             args.overrides),
-        lambda cfg: run_finetuning(cfg, args.pretrained, resume=args.resume), print_summary,
+        args, lambda: load_config(args.config, args.overrides, cls=FinetuneExperimentConfig),
+        lambda cfg, run_dir: run_finetuning(cfg, args.pretrained, resume=args.resume,
+                                            run_dir=run_dir), print_summary,
         f"sitsformer finetune --config {{run_dir}}/config.yaml --pretrained {args.pretrained} "
         "--resume {last}")
 
@@ -55,12 +57,7 @@ def register(subparsers: Any) -> None:
         description="Fine-tune a pre-trained SITS-Former encoder: exact weight loading, a "
         "fresh head for the new classes, optional frozen encoder for the first epochs "
         "(finetune.freeze_epochs) and layer-wise LR decay (optim.layer_decay).")
-    p.add_argument("--config", "-c", help="YAML experiment file (defaults in code otherwise)")
     p.add_argument("--pretrained", "-p", help="checkpoint from 'sitsformer pretrain' (or a "
                    "trained classifier); omit to train from scratch with the same recipe")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="dotted overrides, e.g. finetune.freeze_epochs=2 optim.layer_decay=0.75")
-    p.add_argument("--resume", help="checkpoint to continue from (e.g. RUN/last.pt)")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
-    p.add_argument("--json", action="store_true", help="also print a JSON summary line")
+    add_run_arguments(p, "finetune.freeze_epochs=2 optim.layer_decay=0.75")
     p.set_defaults(func=run)

@@ -1,7 +1,10 @@
 """``sitsformer predict``: classify every pixel of a raster time series into a GeoTIFF map.
 
-Writes the class map, ``<map>_confidence.tif`` (highest class probability) and, with
-``--probabilities``, ``<map>_probabilities.tif``; all with the input's CRS and transform.
+Writes the class map (``--output``), ``<map>_confidence.tif`` (highest class probability) and,
+with ``--probabilities``, ``<map>_probabilities.tif``; all with the input's CRS and transform.
+Existing outputs are refused unless ``--overwrite``. The input is prepared with the
+checkpoint's input spec and refused before any window runs when it does not fit (bands, time
+axis, length).
 """
 
 from __future__ import annotations
@@ -9,33 +12,40 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
+
+from sitsformer.cli._common import (
+    UsageError,
+    add_overwrite,
+    add_quiet,
+    add_reader_options,
+    reader_options,
+)
 
 
 def run(args: argparse.Namespace) -> int:
+    from sitsformer.data import InputSpec
     from sitsformer.data.errors import DataError
     from sitsformer.inference import open_raster_source, predict_raster
-    from sitsformer.training.checkpoint import load_model
+    from sitsformer.models import load_model
 
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        print(f"error: output exists: {out} (pass --overwrite to replace it)", file=sys.stderr)
-        return 1
     try:
-        model, ckpt = load_model(args.checkpoint, map_location=args.device or "cpu")
-        options: dict[str, Any] = {}
+        options = reader_options(args.option)
         if args.input_scale is not None:
             options["scale"] = args.input_scale
         if args.cloud_folder:
             options["cloud_folder"] = args.cloud_folder
+        model, ckpt = load_model(args.checkpoint, map_location=args.device or "cpu")
+        if "encoder" in ckpt["model_config"]:
+            raise ValueError(f"{args.checkpoint} is a pre-training checkpoint (no classifier); "
+                             "fine-tune it first with sitsformer finetune")
         source = open_raster_source(args.input, **options)
-        res = predict_raster(model, source, out, window=args.window, overlap=args.overlap,
-                             batch_size=args.batch_size, precision=args.precision,
-                             probabilities=args.probabilities, progress=not args.no_progress,
-                             data_meta=dict(ckpt.get("data_meta") or {}),
+        res = predict_raster(model, source, args.output, window=args.window,
+                             overlap=args.overlap, batch_size=args.batch_size,
+                             precision=args.precision, probabilities=args.probabilities,
+                             progress=not args.quiet, spec=InputSpec.from_checkpoint(ckpt),
                              edge_mode=args.edge_mode, overwrite=args.overwrite)
-    except (FileNotFoundError, FileExistsError, ValueError, DataError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError, DataError, UsageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"{res.height}x{res.width} pixels in {res.seconds:.1f} s "
@@ -57,10 +67,12 @@ def register(subparsers: Any) -> None:
                    help="folder of per-date GeoTIFFs (a sen2r folder with a data and an SCL "
                    "sub-folder is read as data + cloud layer)")
     p.add_argument("--output", required=True, help="class map GeoTIFF to write")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_reader_options(p)
+    add_overwrite(p)
     p.add_argument("--cloud-folder", help="per-date cloud/SCL rasters (matched by date)")
     p.add_argument("--input-scale", type=float,
-                   help="multiply the input values by this when reading (e.g. 1e-4)")
+                   help="the reader's scale option: the factor the input values are stored "
+                   "with (see sitsformer.data.GeoTiffTimeSeries)")
     p.add_argument("--window", type=int, default=256, help="window side in pixels (256)")
     p.add_argument("--overlap", type=int, help="halo around each window (default img_size//2)")
     p.add_argument("--batch-size", type=int, default=1024, help="pixels per forward pass")
@@ -70,5 +82,5 @@ def register(subparsers: Any) -> None:
     p.add_argument("--probabilities", action="store_true",
                    help="also write per-class probabilities")
     p.add_argument("--device", help="e.g. cpu, cuda (default cpu)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_quiet(p)
     p.set_defaults(func=run)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from sitsformer.cli.train import add_run_arguments
+
 
 def print_summary(out: dict[str, Any]) -> None:
     print(f"run folder:      {out['run_dir']}")
@@ -34,16 +36,13 @@ def print_summary(out: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sitsformer.cli.train import run_config_command
-    from sitsformer.training.pretrain import (
-        PretrainExperimentConfig,
-        load_experiment_config,
-        run_pretraining,
-    )
+    from sitsformer.training.config import PretrainExperimentConfig, load_config
+    from sitsformer.training.pretrain import run_pretraining
 
     return run_config_command(
-        args, lambda: load_experiment_config(PretrainExperimentConfig, args.config,
-                                             args.overrides),
-        lambda cfg: run_pretraining(cfg, resume=args.resume), print_summary,
+        args, lambda: load_config(args.config, args.overrides, cls=PretrainExperimentConfig),
+        lambda cfg, run_dir: run_pretraining(cfg, resume=args.resume, run_dir=run_dir),
+        print_summary,
         "sitsformer pretrain --config {run_dir}/config.yaml --resume {last}")
 
 
@@ -54,10 +53,5 @@ def register(subparsers: Any) -> None:
         "dates, replace them with a learned mask token and regress the hidden observations. "
         "The config is a train config plus a 'pretrain' section; override any key as "
         "section.key=value (e.g. pretrain.hide_ratio=0.3 pretrain.target=patch).")
-    p.add_argument("--config", "-c", help="YAML experiment file (defaults in code otherwise)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="dotted overrides, e.g. pretrain.target=patch train.epochs=50")
-    p.add_argument("--resume", help="checkpoint to continue from (e.g. RUN/last.pt)")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
-    p.add_argument("--json", action="store_true", help="also print a JSON summary line")
+    add_run_arguments(p, "pretrain.target=patch train.epochs=50")
     p.set_defaults(func=run)

@@ -14,7 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "output folder: trials.csv/md, best_config.yaml, plots/*.png, sweep.db.",
     )
     p.add_argument("--config", required=True, help="sweep YAML file")
-    p.add_argument("--output-dir", default=None, help="overrides the file's output_dir")
+    p.add_argument("--output", "--output-dir", dest="output_dir", default=None,
+                   help="output folder (overrides the file's output_dir; an existing one is "
+                   "continued: the sweep resumes)")
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes sharing the sweep on this machine (default 1)")
     p.add_argument("--trials", type=int, default=None,

@@ -12,6 +12,7 @@ import argparse
 import json
 import signal
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 EXIT_SIGNAL = {int(signal.SIGINT): 130, int(signal.SIGTERM): 143}
@@ -24,8 +25,6 @@ def print_summary(out: dict[str, Any]) -> None:
     if out.get("best_epoch") is not None:
         print(f"best checkpoint: {out['best_checkpoint']} (epoch {out['best_epoch']}, "
               f"{out['metric_name']}={out['best_metric']:.4f})")
-    from pathlib import Path
-
     extra = "metrics.jsonl" + (", tensorboard/" if (Path(out["run_dir"]) / "tensorboard").is_dir()
                                else "")
     print(f"metrics:         {out['metrics_file']} (and {extra})")
@@ -37,13 +36,38 @@ def print_summary(out: dict[str, Any]) -> None:
         print(f"test split:      {shown}  ({out['test_metrics_file']})")
 
 
+def add_run_arguments(p: argparse.ArgumentParser, example: str) -> None:
+    """The arguments ``train``, ``pretrain`` and ``finetune`` share."""
+    p.add_argument("--config", "-c", help="YAML experiment file (defaults in code otherwise)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help=f"dotted overrides, e.g. {example}")
+    p.add_argument("--resume", help="checkpoint to continue from (e.g. RUN/last.pt)")
+    p.add_argument("--output", help="run folder (default: logging.run_dir/logging.name, or a "
+                   "new time-stamped folder)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in a run folder that already holds checkpoints")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (logging.progress)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
+    p.add_argument("--json", action="store_true", help="also print a JSON summary line")
+
+
+def _run_dir(args: argparse.Namespace, cfg: Any) -> Path | None:
+    """The run folder the command will write, when it is known before the run starts."""
+    if getattr(args, "output", None):
+        return Path(args.output)
+    if cfg.logging.name:
+        return Path(cfg.logging.run_dir) / cfg.logging.name
+    return None
+
+
 def run_config_command(args: argparse.Namespace, load: Callable[[], Any],
-                       execute: Callable[[Any], dict[str, Any]],
+                       execute: Callable[[Any, Path | None], dict[str, Any]],
                        summary: Callable[[dict[str, Any]], None], resume_hint: str) -> int:
     """What ``train``, ``pretrain`` and ``finetune`` share: load the config (errors name the
-    key), ``--print-config``, run, print the summary (rank 0), and turn errors and signals into
-    exit codes. ``resume_hint`` is the command line to continue, with ``{run_dir}`` and
-    ``{last}`` filled in."""
+    key), ``--print-config``, refuse a run folder that already holds checkpoints (unless
+    ``--resume`` or ``--overwrite``), run, print the summary (rank 0), and turn errors and
+    signals into exit codes. ``execute(cfg, run_dir)`` runs; ``resume_hint`` is the command
+    line to continue, with ``{run_dir}`` and ``{last}`` filled in."""
     from sitsformer.training.config import ConfigError
     from sitsformer.training.distributed import cleanup_distributed, is_main_process
     from sitsformer.training.trainer import TrainingError
@@ -53,13 +77,24 @@ def run_config_command(args: argparse.Namespace, load: Callable[[], Any],
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if getattr(args, "quiet", False):
+        cfg.logging.progress = False
     if args.print_config:
         import yaml
 
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return 0
+    run_dir = _run_dir(args, cfg)
+    if run_dir is not None and not args.resume and not getattr(args, "overwrite", False):
+        existing = sorted(str(p) for p in run_dir.glob("*.pt")) if run_dir.is_dir() else []
+        if existing:
+            print(f"error: output exists: the run folder {run_dir} already holds "
+                  f"{', '.join(existing)}; continue it with --resume {run_dir / 'last.pt'}, "
+                  "choose another --output, or pass --overwrite to start afresh",
+                  file=sys.stderr)
+            return 1
     try:
-        out = execute(cfg)
+        out = execute(cfg, run_dir)
     except (TrainingError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         cleanup_distributed()
@@ -84,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
 
     return run_config_command(
         args, lambda: load_config(args.config, args.overrides),
-        lambda cfg: run_experiment(cfg, resume=args.resume), print_summary,
-        "sitsformer train --config {run_dir}/config.yaml --resume {last}")
+        lambda cfg, run_dir: run_experiment(cfg, resume=args.resume, run_dir=run_dir),
+        print_summary, "sitsformer train --config {run_dir}/config.yaml --resume {last}")
 
 
 def register(subparsers: Any) -> None:
@@ -93,10 +128,5 @@ def register(subparsers: Any) -> None:
         "train", help="train a model from a YAML experiment config",
         description="Train a SITS-Former model. The config has sections model, data, optim, "
         "schedule, loss, train, logging; any key can be overridden as section.key=value.")
-    p.add_argument("--config", "-c", help="YAML experiment file (defaults in code otherwise)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="dotted overrides, e.g. optim.lr=3e-4 train.epochs=50")
-    p.add_argument("--resume", help="checkpoint to continue from (e.g. RUN/last.pt)")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
-    p.add_argument("--json", action="store_true", help="also print a JSON summary line")
+    add_run_arguments(p, "optim.lr=3e-4 train.epochs=50")
     p.set_defaults(func=run)

@@ -1,6 +1,8 @@
 """Data: the sample contract, collate, readers, stores, transforms, splits, demo data.
 
 Entry points: :func:`open_source` (any supported source -> a :class:`SITSDataset`),
+:class:`InputSpec` (what a model's inputs are and the one input preparation),
+:class:`DataModule` (reading, splits, label budgets, statistics and loaders of a run),
 :class:`GeoTiffTimeSeries` (windowed raster reads for maps), :func:`build_store` /
 :class:`SampleStore` (chunked Zarr store), the transforms, the splits and
 :class:`DemoDataset` (GENERATED demo data).
@@ -24,8 +26,12 @@ _LAZY = {
                                 "dates_to_doy", "exclusion_report", "shared_data_dir"],
     "sitsformer.data.demo": ["DemoDataset"],
     "sitsformer.data.errors": ["BandCountError", "DataError", "DataWarning", "DateParseError",
-                               "GeoReferenceError", "LabelError", "NoClearDateError",
-                               "SourceNotRecognizedError"],
+                               "GeoReferenceError", "InputMismatchError", "LabelError",
+                               "NoClearDateError", "SourceNotRecognizedError"],
+    "sitsformer.data.loaders": ["EpochSampler", "SampleDataset", "make_loader"],
+    "sitsformer.data.module": ["SPLITS", "DataModule", "PreparedDataset", "label_subset",
+                               "split_indices"],
+    "sitsformer.data.spec": ["InputSpec", "TIME_AXES"],
     "sitsformer.data.geotiff": ["GeoTiffTimeSeries", "parse_file_date", "read_geotiff_folder"],
     "sitsformer.data.sources": ["detect_source", "open_source"],
     "sitsformer.data.splits": ["class_weights", "group_split", "random_split",

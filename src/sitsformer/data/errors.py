@@ -37,3 +37,7 @@ class GeoReferenceError(DataError):
 
 class DataWarning(UserWarning):
     """An assumption was made about the data (e.g. dates unknown); the message says which."""
+
+
+class InputMismatchError(DataError):
+    """Input does not match what a model was trained on (bands, time axis, length, classes)."""

@@ -12,9 +12,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from sitsformer.data.errors import InputMismatchError
+from sitsformer.data.module import PreparedDataset
 from sitsformer.data.sample import IGNORE_INDEX, collate
+from sitsformer.data.spec import InputSpec
 from sitsformer.evaluation.metrics import ClassificationMetrics
-from sitsformer.inference.prepare import InputMismatchError, check_compatible, input_transform
+from sitsformer.models.checkpoint import load_model
 
 __all__ = ["evaluate_checkpoint", "evaluate_model", "label_mapping"]
 
@@ -39,27 +42,28 @@ def label_mapping(data_classes: list[str] | None, model_classes: list[str] | Non
 
 
 @torch.no_grad()
-def evaluate_model(model: nn.Module, dataset: Dataset, *, data_meta: dict[str, Any] | None = None,
+def evaluate_model(model: nn.Module, dataset: Dataset, *, spec: InputSpec | None = None,
                    batch_size: int = 256, precision: str = "fp32",
                    device: str | torch.device | None = None, progress: bool = True,
                    class_names: list[str] | None = None, num_workers: int = 0,
                    ) -> dict[str, Any]:
     """Classify every sample of ``dataset`` and score it.
 
-    Inputs are prepared from ``data_meta`` as in training (scale, normalisation) and checked
-    against it (bands, dates). Samples without any valid date are not scored: they are
+    Inputs are prepared with ``spec.transform()`` as in training (scale, normalisation) and
+    checked against the spec (bands, time axis, length). Samples without any valid date are not scored: they are
     counted under ``excluded_no_valid_date``. Samples whose label is the ignore index are
     counted under ``unlabelled``.
 
     Args:
         model: a classifier returning ``(B, K)`` logits.
         dataset: a dataset of contract samples with a scalar ``label``.
-        data_meta: the checkpoint's ``data_meta``.
+        spec: the model's :class:`~sitsformer.data.InputSpec` (``InputSpec.from_checkpoint``);
+            None = the dataset's values as they are.
         batch_size: samples per forward pass.
         precision: ``"fp32"`` or ``"bf16"`` (autocast).
         device: default: the model's device.
         progress: tqdm bar.
-        class_names: the model's class names (default ``data_meta["classes"]``).
+        class_names: the model's class names (default ``spec.classes``).
         num_workers: DataLoader workers.
 
     Returns:
@@ -68,24 +72,26 @@ def evaluate_model(model: nn.Module, dataset: Dataset, *, data_meta: dict[str, A
         ``"data_exclusions"`` (what the reader left out, from ``dataset.meta``).
     """
     cfg = model.config  # type: ignore[attr-defined]
-    meta = dict(data_meta or {})
-    names = class_names or meta.get("classes") or [str(i) for i in range(cfg.num_classes)]
-    where = str(getattr(dataset, "meta", {}).get("source", type(dataset).__name__))
+    meta = dict(getattr(dataset, "meta", {}) or {})
+    where = str(meta.get("source", type(dataset).__name__))
     bands = list(getattr(dataset, "bands", None) or [f"band{i}" for i in range(cfg.in_channels)])
-    time_axis = getattr(dataset, "meta", {}).get("time_axis")
     first = dataset[0]
-    check_compatible(cfg.to_dict(), meta, bands,
-                     has_dates=time_axis != "t_index" and "dates" in first,
-                     num_dates=int(np.asarray(first["mask"]).shape[0]), where=where)
+    has_dates = meta.get("time_axis") != "t_index" and "dates" in first
+    if spec is None:  # the model's bands (names when it has them), the input's time axis
+        spec = InputSpec(bands=cfg.bands or [f"band{i}" for i in range(cfg.in_channels)],
+                         time_axis="dates" if has_dates else "t_index")
+    spec.check_input(bands, has_dates, int(np.asarray(first["mask"]).shape[0]), where,
+                     date_encoding=cfg.date_encoding, max_seq_len=cfg.max_seq_len)
+    names = class_names or spec.classes or [str(i) for i in range(cfg.num_classes)]
     remap = label_mapping(getattr(dataset, "classes", None), list(names), where)
-    prep = input_transform(meta)
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval().to(dev)
     autocast = (torch.autocast(dev.type, dtype=torch.bfloat16) if precision == "bf16"
                 else contextlib.nullcontext())
     metrics = ClassificationMetrics(cfg.num_classes, ignore_index=IGNORE_INDEX,
                                     class_names=[str(n) for n in names]).to(dev)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate,
+    loader = DataLoader(PreparedDataset(dataset, range(len(dataset)), spec),  # type: ignore[arg-type]
+                        batch_size=batch_size, shuffle=False, collate_fn=collate,
                         num_workers=num_workers)
     counts = {"samples": 0, "scored": 0, "excluded_no_valid_date": 0, "unlabelled": 0}
     for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
@@ -103,7 +109,7 @@ def evaluate_model(model: nn.Module, dataset: Dataset, *, data_meta: dict[str, A
         counts["excluded_no_valid_date"] += int(no_date.sum())
         counts["unlabelled"] += int(((target == IGNORE_INDEX) & ~no_date).sum())
         target = target.masked_fill(no_date, IGNORE_INDEX)
-        x = torch.from_numpy(prep(batch["sequence"].numpy()))
+        x = batch["sequence"]
         kwargs: dict[str, Any] = {"doy": batch.get("doy")}
         for key in ("pixel_mask", "dates"):
             if key in batch:
@@ -116,7 +122,7 @@ def evaluate_model(model: nn.Module, dataset: Dataset, *, data_meta: dict[str, A
         counts["scored"] += int((target != IGNORE_INDEX).sum())
     result = metrics.compute()
     result["counts"] = counts
-    result["data_exclusions"] = dict(getattr(dataset, "meta", {}).get("exclusions") or {})
+    result["data_exclusions"] = dict(meta.get("exclusions") or {})
     return result
 
 
@@ -136,10 +142,13 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], data: Any, out_dir: 
         The metrics (see :func:`evaluate_model`), with ``"files"`` when ``out_dir`` is given.
     """
     from sitsformer.evaluation.report import write_report
-    from sitsformer.training.checkpoint import load_model
 
     model, ckpt = load_model(checkpoint, map_location=device or "cpu")
-    meta = dict(ckpt.get("data_meta") or {})
+    if "encoder" in ckpt["model_config"]:
+        raise ValueError(f"{checkpoint} is a pre-training checkpoint (a reconstruction model, "
+                         "no classifier); fine-tune it first: sitsformer finetune --pretrained "
+                         f"{checkpoint}")
+    spec = InputSpec.from_checkpoint(ckpt)
     if isinstance(data, (str, os.PathLike)):
         from sitsformer.data import open_source
 
@@ -147,7 +156,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], data: Any, out_dir: 
         data = open_source(data, **(data_options or {}))
     else:
         source = str(getattr(data, "meta", {}).get("source", type(data).__name__))
-    result = evaluate_model(model, data, data_meta=meta, batch_size=batch_size,
+    result = evaluate_model(model, data, spec=spec, batch_size=batch_size,
                             precision=precision, progress=progress)
     if out_dir is not None:
         c = result["counts"]

@@ -1,5 +1,10 @@
-"""Map inference: sliding-window prediction over raster time series, GeoTIFF map export."""
+"""Map inference: sliding-window prediction over raster time series, GeoTIFF map export.
 
+Inputs are prepared and checked with the checkpoint's :class:`~sitsformer.data.InputSpec`
+(``InputSpec.from_checkpoint``), the same preparation training used.
+"""
+
+from sitsformer.data.errors import InputMismatchError
 from sitsformer.inference.predict import (
     CLASS_NODATA,
     CONFIDENCE_NODATA,
@@ -7,7 +12,6 @@ from sitsformer.inference.predict import (
     companion_paths,
     predict_raster,
 )
-from sitsformer.inference.prepare import InputMismatchError, check_compatible, input_transform
 from sitsformer.inference.sources import ArrayRasterSource, RasterSource, open_raster_source
 
 __all__ = [
@@ -17,9 +21,7 @@ __all__ = [
     "InputMismatchError",
     "PredictionResult",
     "RasterSource",
-    "check_compatible",
     "companion_paths",
-    "input_transform",
     "open_raster_source",
     "predict_raster",
 ]

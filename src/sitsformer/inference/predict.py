@@ -35,7 +35,7 @@ from rasterio.windows import Window
 from torch import nn
 from tqdm.auto import tqdm
 
-from sitsformer.inference.prepare import check_compatible, input_transform
+from sitsformer.data.spec import InputSpec
 from sitsformer.inference.sources import open_raster_source
 
 __all__ = ["CLASS_NODATA", "CONFIDENCE_NODATA", "PredictionResult", "companion_paths",
@@ -113,7 +113,7 @@ def _as_days(dates: np.ndarray) -> np.ndarray:
 def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str], *,
                    window: int | tuple[int, int] = 256, overlap: int | None = None, batch_size: int = 1024,
                    precision: str = "fp32", probabilities: bool = False, progress: bool = True,
-                   data_meta: dict[str, Any] | None = None, edge_mode: str = "masked",
+                   spec: InputSpec | None = None, edge_mode: str = "masked",
                    device: str | torch.device | None = None, overwrite: bool = False,
                    class_names: list[str] | None = None) -> PredictionResult:
     """Classify every pixel of a raster time series and write GeoTIFF maps.
@@ -135,19 +135,20 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast; fp16 on GPU only).
         probabilities: also write the per-class probabilities.
         progress: show a tqdm bar over windows.
-        data_meta: the checkpoint's ``data_meta`` (bands, scale, normalisation, time axis);
-            input is checked against it and prepared as in training.
+        spec: the model's :class:`~sitsformer.data.InputSpec` (``InputSpec.from_checkpoint``:
+            bands, scale, normalisation, time axis); the input is checked against it and
+            prepared with it exactly as in training. None = values used as read.
         edge_mode: how neighbourhoods are completed beyond the raster edge (module doc).
         device: where the model runs (default: the model's device).
         overwrite: replace existing outputs instead of refusing.
-        class_names: names for ``class_counts`` (default ``data_meta["classes"]``).
+        class_names: names for ``class_counts`` (default ``spec.classes``).
 
     Returns:
         A :class:`PredictionResult` (paths, pixel counts, class counts, seconds).
 
     Raises:
         FileExistsError: an output exists and ``overwrite`` is False.
-        sitsformer.inference.prepare.InputMismatchError: bands, dates or length do not match.
+        sitsformer.data.InputMismatchError: bands, dates or length do not match.
         ValueError: invalid window, overlap, precision or edge mode.
     """
     cfg = model.config  # type: ignore[attr-defined]
@@ -173,8 +174,11 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
     dates = None if getattr(src, "dates", None) is None else np.asarray(src.dates)
     num_dates = len(dates) if dates is not None else int(
         src.read_window(0, 0, 1, 1)["sequence"].shape[0])
-    check_compatible(cfg.to_dict(), data_meta, list(src.bands), dates is not None, num_dates,
-                     where)
+    if spec is None:  # the model's bands (names when it has them), the input's time axis
+        spec = InputSpec(bands=cfg.bands or [f"band{i}" for i in range(cfg.in_channels)],
+                         time_axis="dates" if dates is not None else "t_index")
+    spec.check_input(list(src.bands), dates is not None, num_dates, where,
+                     date_encoding=cfg.date_encoding, max_seq_len=cfg.max_seq_len)
     out = Path(output)
     conf_path, prob_path = companion_paths(out)
     targets = [out, conf_path] + ([prob_path] if probabilities else [])
@@ -184,7 +188,11 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
                               "--overwrite to replace it)")
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    prep = input_transform(data_meta, apply_scale=getattr(src, "scale", None) is None)
+    scaled = getattr(src, "scale", None) is not None  # the reader already divided by it
+
+    def prep(x: np.ndarray) -> np.ndarray:
+        return spec.prepare_array(x, scaled=scaled)  # type: ignore[union-attr]
+
     k = int(cfg.num_classes)
     cls_dtype, cls_nodata = ("uint8", CLASS_NODATA) if k < 255 else ("uint16", 65535)
     dev = torch.device(device) if device is not None else next(model.parameters()).device
@@ -199,7 +207,7 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
         d = dates.astype("datetime64[D]")
         doy = torch.from_numpy((d - d.astype("datetime64[Y]")).astype(np.int64) + 1)
         days = torch.from_numpy(_as_days(d))
-    names = class_names or (data_meta or {}).get("classes") or [str(i) for i in range(k)]
+    names = class_names or spec.classes or [str(i) for i in range(k)]
     counts = np.zeros(k, dtype=np.int64)
 
     h_all, w_all = int(src.height), int(src.width)

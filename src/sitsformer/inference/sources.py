@@ -125,35 +125,14 @@ class ArrayRasterSource:
         return (cls(x, mask, dates, bands, f"EPSG:{epsg}", transform), labels, classes)
 
 
-CLOUD_FOLDER_NAMES = ("SCL", "CLM", "CLOUD", "CLOUDS", "MASK", "QA")
-
-
-def _split_cloud_folder(path: Path) -> tuple[Path, Path | None]:
-    """``(data_folder, cloud_folder)`` of a sen2r-style product folder.
-
-    A folder without rasters of its own but with exactly one data sub-folder and one cloud
-    sub-folder (named SCL, CLM, CLOUD(S), MASK or QA, any case), such as sen2r's
-    ``<roi>/NDVI`` + ``<roi>/SCL``, is read as that pair. Anything else is returned unchanged.
-    """
-    if any(f.suffix.lower() in (".tif", ".tiff") for f in path.iterdir() if f.is_file()):
-        return path, None
-    subs = sorted(d for d in path.iterdir() if d.is_dir())
-    clouds = [d for d in subs if d.name.upper() in CLOUD_FOLDER_NAMES]
-    data = [d for d in subs if d not in clouds]
-    if len(clouds) == 1 and len(data) == 1:
-        return data[0], clouds[0]
-    if len(data) == 1 and not clouds:
-        return data[0], None
-    return path, None
-
-
 def open_raster_source(source: Any, **options: Any) -> Any:
     """A raster source from a path (via ``sitsformer.data``) or an object that already is one.
 
     Args:
         source: a raster-source object, or a path to a folder of per-date GeoTIFFs read by
             ``sitsformer.data.GeoTiffTimeSeries`` (a sen2r-style folder holding one data and
-            one ``SCL`` sub-folder is read as data + cloud layer).
+            cloud sub-folder, such as ``SCL`` or ``QAI``, is read as data + cloud layer: the
+            data layer's ``split_data_cloud_folders``).
         **options: passed to the data layer's reader.
 
     Raises:
@@ -164,12 +143,10 @@ def open_raster_source(source: Any, **options: Any) -> Any:
         path = Path(source)
         if not path.exists():
             raise FileNotFoundError(f"raster source not found: {path}")
-        try:
-            from sitsformer.data import GeoTiffTimeSeries  # type: ignore[attr-defined]
-        except ImportError:
-            from sitsformer.data.geotiff import GeoTiffTimeSeries
+        from sitsformer.data.geotiff import GeoTiffTimeSeries, split_data_cloud_folders
+
         if path.is_dir() and "cloud_folder" not in options:
-            path, cloud = _split_cloud_folder(path)
+            path, cloud = split_data_cloud_folders(path)
             if cloud is not None:
                 options["cloud_folder"] = cloud
         return GeoTiffTimeSeries(path, **options)

@@ -26,7 +26,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from sitsformer.models.sits_former import SITSFormer, _init_weights, model_from_config
+from sitsformer.models.factory import model_from_config
+from sitsformer.models.sits_former import SITSFormer, _init_weights
 
 TARGETS = ("center", "patch")
 

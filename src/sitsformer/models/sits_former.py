@@ -14,9 +14,7 @@ With ``img_size == patch_size`` and ``stem="conv3d"`` the model is the original 
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,72 +30,7 @@ from sitsformer.layers import (
     Mlp,
     PatchEmbed,
 )
-from sitsformer.layers.date_encoding import DATE_ENCODINGS
-from sitsformer.models._registry import register_model, variant_config
-
-STEMS = ("patch", "conv3d")
-POOLS = ("max", "mean")
-
-
-@dataclass
-class SITSFormerConfig:
-    """Every architecture setting, with its default. Stored in checkpoints as a plain dict."""
-
-    img_size: int = 224  # H = W of the input images (1 for pixel time series)
-    patch_size: int = 16  # side of a spatial token; img_size must be a multiple
-    in_channels: int = 13  # spectral bands
-    num_classes: int = 10
-    embed_dim: int = 256
-    num_layers: int = 8
-    num_heads: int = 8
-    mlp_ratio: float = 4.0
-    dropout: float = 0.1  # on embeddings, attention outputs and MLPs
-    attn_dropout: float = 0.0  # on attention weights
-    max_seq_len: int = 64  # longest accepted time series
-    stem: str = "patch"  # "patch" (strided conv) or "conv3d" (the original SITS-Former stem)
-    date_encoding: str = "sinusoidal"  # "sinusoidal", "learned" or "days_since"
-    reference_date: str | None = None  # ISO date, required by date_encoding="days_since"
-    pool: str = "max"  # pooling over valid dates: "max" (original) or "mean"
-    bands: list[str] | None = None  # band names, checked against data when both are known
-
-    def __post_init__(self) -> None:
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ValueError(f"invalid SITSFormer config: {msg}")
-
-        for name in ("img_size", "patch_size", "in_channels", "num_classes", "embed_dim",
-                     "num_layers", "num_heads", "max_seq_len"):
-            value = getattr(self, name)
-            need(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-                 f"{name} must be a positive integer, got {value!r}")
-        need(self.img_size % self.patch_size == 0,
-             f"img_size ({self.img_size}) must be a multiple of patch_size ({self.patch_size})")
-        need(self.embed_dim % self.num_heads == 0,
-             f"num_heads ({self.num_heads}) must divide embed_dim ({self.embed_dim})")
-        need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
-        need(self.stem in STEMS, f"stem must be one of {STEMS}, got {self.stem!r}")
-        need(self.pool in POOLS, f"pool must be one of {POOLS}, got {self.pool!r}")
-        need(self.date_encoding in DATE_ENCODINGS,
-             f"date_encoding must be one of {DATE_ENCODINGS}, got {self.date_encoding!r}")
-        need(self.date_encoding != "days_since" or self.reference_date is not None,
-             "date_encoding='days_since' needs reference_date (an ISO date such as '2019-09-01')")
-        need(self.bands is None or len(self.bands) == self.in_channels,
-             f"bands lists {0 if self.bands is None else len(self.bands)} names "
-             f"but in_channels is {self.in_channels}")
-
-    @classmethod
-    def from_dict(cls, config: dict[str, Any]) -> SITSFormerConfig:
-        """Build from a dict; unknown keys are an error naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown SITSFormer config key(s) {unknown}; expected a subset of {sorted(known)}"
-            )
-        return cls(**config)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+from sitsformer.models.config import SITSFormerConfig
 
 
 class Block(nn.Module):
@@ -129,7 +62,9 @@ class Block(nn.Module):
 class SITSFormer(nn.Module):
     """SITS-Former classifier for image (or pixel) time series.
 
-    Args: see :class:`SITSFormerConfig`; every argument is a field there.
+    Args: a :class:`SITSFormerConfig` (or a dict of its fields), or its fields as keyword
+    arguments (``SITSFormer(img_size=5, patch_size=5, ...)``); unset fields take the defaults
+    of :class:`SITSFormerConfig`, the only place defaults are written.
 
     Forward:
         sequences: ``(B, T, C, H, W)`` float (a pixel series ``(B, T, C)`` is accepted).
@@ -146,17 +81,14 @@ class SITSFormer(nn.Module):
         should exclude such samples (``sitsformer.data`` reports them).
     """
 
-    def __init__(self, img_size: int = 224, patch_size: int = 16, in_channels: int = 13,
-                 num_classes: int = 10, embed_dim: int = 256, num_layers: int = 8,
-                 num_heads: int = 8, mlp_ratio: float = 4.0, dropout: float = 0.1,
-                 max_seq_len: int = 64, **kwargs: Any):
+    def __init__(self, config: SITSFormerConfig | dict[str, Any] | None = None, **kwargs: Any):
         super().__init__()
-        cfg = SITSFormerConfig.from_dict(dict(
-            img_size=img_size, patch_size=patch_size, in_channels=in_channels,
-            num_classes=num_classes, embed_dim=embed_dim, num_layers=num_layers,
-            num_heads=num_heads, mlp_ratio=mlp_ratio, dropout=dropout, max_seq_len=max_seq_len,
-            **kwargs,
-        ))
+        if isinstance(config, SITSFormerConfig):
+            if kwargs:
+                raise TypeError("pass either a SITSFormerConfig or keyword settings, not both")
+            cfg = SITSFormerConfig.from_dict(config.to_dict())  # a private copy
+        else:
+            cfg = SITSFormerConfig.from_dict({**(config or {}), **kwargs})
         self.config = cfg
         self.num_tokens = (cfg.img_size // cfg.patch_size) ** 2
         if cfg.stem == "conv3d":
@@ -355,63 +287,3 @@ def _init_weights(module: nn.Module) -> None:
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
-
-
-def create_sits_former(config: dict[str, Any] | str | None = None, **overrides: Any) -> SITSFormer:
-    """Build a SITSFormer from a config dict, a registered variant name, or both.
-
-    ``create_sits_former({"embed_dim": 128, ...})``, ``create_sits_former("sitsformer_original",
-    num_classes=8)``. A dict may name a variant under ``"variant"``; keys whose value is None
-    are dropped so that unset CLI options never override defaults. Unknown keys are an error.
-    """
-    if isinstance(config, str):
-        config = {"variant": config}
-    merged = dict(config or {})
-    merged.update(overrides)
-    variant = merged.pop("variant", None)
-    base = variant_config(variant) if variant else {}
-    base.update({k: v for k, v in merged.items() if v is not None})
-    SITSFormerConfig.from_dict(base)  # fail early with the offending key named
-    return SITSFormer(**base)
-
-
-def model_from_config(config: dict[str, Any]) -> SITSFormer:
-    """Rebuild a model from ``SITSFormerConfig.to_dict()`` output (e.g. stored in a checkpoint)."""
-    return SITSFormer(**config)
-
-
-# --------------------------------------------------------------------------------- variants
-@register_model
-def sitsformer_original() -> dict[str, Any]:
-    """The published SITS-Former: 5x5 patch, 10 bands, conv3d stem, 3 layers, width 256."""
-    return dict(img_size=5, patch_size=5, in_channels=10, embed_dim=256, num_layers=3,
-                num_heads=8, mlp_ratio=4.0, dropout=0.1, max_seq_len=64, stem="conv3d",
-                date_encoding="sinusoidal", pool="max")
-
-
-@register_model
-def sitsformer_pixel() -> dict[str, Any]:
-    """Pixel time series (H = W = 1), 10 bands; the original encoder with a linear embedding."""
-    return dict(img_size=1, patch_size=1, in_channels=10, embed_dim=128, num_layers=3,
-                num_heads=4, mlp_ratio=4.0, dropout=0.1, max_seq_len=128, stem="patch")
-
-
-@register_model
-def sitsformer_tiny() -> dict[str, Any]:
-    """A few thousand parameters on 8x8 images: for tests and quick experiments."""
-    return dict(img_size=8, patch_size=4, in_channels=10, embed_dim=32, num_layers=2,
-                num_heads=4, mlp_ratio=2.0, dropout=0.1, max_seq_len=64)
-
-
-@register_model
-def sitsformer_small() -> dict[str, Any]:
-    """64x64 images in 8x8 patches, width 192, 4 layers."""
-    return dict(img_size=64, patch_size=8, in_channels=10, embed_dim=192, num_layers=4,
-                num_heads=6, mlp_ratio=4.0, dropout=0.1, max_seq_len=64)
-
-
-@register_model
-def sitsformer_base() -> dict[str, Any]:
-    """The tutorial's scene model: 224x224 in 16x16 patches, 13 bands, width 256, 8 layers."""
-    return dict(img_size=224, patch_size=16, in_channels=13, embed_dim=256, num_layers=8,
-                num_heads=8, mlp_ratio=4.0, dropout=0.1, max_seq_len=64)

@@ -1,7 +1,7 @@
 """Experiment configuration: typed dataclasses, YAML files and dotted ``key=value`` overrides.
 
 An experiment has seven sections (``model``, ``data``, ``optim``, ``schedule``, ``loss``,
-``train``, ``logging``); every field has a default in code, a YAML file sets some of them and
+``train``, ``logging``), plus ``pretrain`` or ``finetune`` for those recipes; every field has a default in code, a YAML file sets some of them and
 command-line overrides such as ``optim.lr=3e-4`` or ``model.embed_dim=64`` set others. Unknown
 keys and values of the wrong type are errors that name the dotted key. The resolved config is
 written to the run folder (``config.yaml``) and stored in every checkpoint.
@@ -18,33 +18,35 @@ from typing import Any
 
 import yaml
 
+from sitsformer.models.config import SITSFormerConfig
+
 
 class ConfigError(ValueError):
     """A config key is unknown or its value has the wrong type; the message names the key."""
 
 
-@dataclass
-class ModelSection:
-    """The model: a registered variant plus overrides (None = the variant's value; in_channels,
-    num_classes, img_size and max_seq_len default to what the data needs)."""
+def _model_section() -> type:
+    """``ModelSection``, generated from :class:`~sitsformer.models.SITSFormerConfig`: a
+    ``variant`` plus every architecture setting as an optional override (None = the variant's
+    value, or for ``in_channels``, ``num_classes``, ``img_size`` and ``max_seq_len`` what the
+    data needs), plus ``grad_checkpointing``. Generated, so the two cannot drift apart."""
+    fields: list[Any] = [("variant", str | None, field(default="sitsformer_pixel"))]
+    hints = typing.get_type_hints(SITSFormerConfig)
+    for f in dataclasses.fields(SITSFormerConfig):
+        tp = hints[f.name]
+        optional = tp if type(None) in typing.get_args(tp) else tp | None
+        fields.append((f.name, optional, field(default=None)))
+    fields.append(("grad_checkpointing", bool, field(default=False)))
+    cls = dataclasses.make_dataclass("ModelSection", fields)
+    cls.__module__ = __name__
+    cls.__doc__ = ("The model: a registered variant plus overrides of any SITSFormerConfig "
+                   "setting (None = the variant's value; in_channels, num_classes, img_size "
+                   "and max_seq_len default to what the data needs).")
+    return cls
 
-    variant: str | None = "sitsformer_pixel"
-    img_size: int | None = None
-    patch_size: int | None = None
-    in_channels: int | None = None
-    num_classes: int | None = None
-    embed_dim: int | None = None
-    num_layers: int | None = None
-    num_heads: int | None = None
-    mlp_ratio: float | None = None
-    dropout: float | None = None
-    attn_dropout: float | None = None
-    max_seq_len: int | None = None
-    stem: str | None = None
-    date_encoding: str | None = None
-    reference_date: str | None = None
-    pool: str | None = None
-    grad_checkpointing: bool = False
+
+ModelSection = _model_section()
+MODEL_SECTION_EXTRA = ("variant", "grad_checkpointing")  # the keys that are not model settings
 
 
 @dataclass
@@ -138,6 +140,46 @@ class ExperimentConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> ExperimentConfig:
         return _build(cls, data or {}, "")
+
+
+@dataclass
+class PretrainSection:
+    """Masked-date pre-training settings."""
+
+    target: str = "center"  # "center" (centre pixel, all bands) or "patch" (every pixel)
+    hide_ratio: float = 0.3  # share of the valid dates hidden per sample
+    baseline: bool = True  # report linear interpolation on the same hidden dates
+    eval_seed: int = 0  # seed of the validation / test hiding draws
+
+
+@dataclass
+class PretrainExperimentConfig(ExperimentConfig):
+    """An experiment config (model, data, optim, schedule, train, logging) plus ``pretrain``.
+
+    ``data.source`` needs no labels; ``data.split`` ``"group"`` falls back to ``"random"``
+    (with a printed note) when the source has no group ids. The validation split monitors
+    training; the test split is held out and reported at the end (model vs baseline).
+    """
+
+    pretrain: PretrainSection = field(default_factory=PretrainSection)
+
+
+@dataclass
+class FinetuneSection:
+    """Fine-tuning settings (layer-wise LR decay is ``optim.layer_decay``)."""
+
+    freeze_epochs: int = 0  # epochs with a frozen encoder (only the new head learns)
+    label_fraction: float = 1.0  # share of the training labels used (per class, >= 1 each)
+    use_pretrained_normalization: bool = True  # scale/standardise as in pre-training
+
+
+@dataclass
+class FinetuneExperimentConfig(ExperimentConfig):
+    """An experiment config plus ``finetune``. ``model.*`` settings that change weights
+    (width, depth, bands, date encoding ...) come from the pre-trained checkpoint; a value
+    that differs is an error."""
+
+    finetune: FinetuneSection = field(default_factory=FinetuneSection)
 
 
 def _type_ok(value: Any, tp: Any) -> bool:
@@ -236,8 +278,12 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                base: dict[str, Any] | None = None) -> ExperimentConfig:
+                base: dict[str, Any] | None = None,
+                cls: type[ExperimentConfig] = ExperimentConfig) -> Any:
     """Defaults <- ``base`` <- YAML file ``path`` <- ``overrides``; validated.
+
+    ``cls`` is the config class: :class:`ExperimentConfig` (train), :class:`PretrainExperimentConfig`
+    or :class:`FinetuneExperimentConfig`.
 
     Raises:
         ConfigError: unknown key, wrong type or unreadable file (names the key or file).
@@ -254,7 +300,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         data = _merge(data, loaded)
     data = _merge(data, parse_overrides(overrides or []))
     try:
-        return ExperimentConfig.from_dict(data)
+        return cls.from_dict(data)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}" if path else str(err)) from None
 

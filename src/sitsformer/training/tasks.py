@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from sitsformer.data.sample import IGNORE_INDEX
-from sitsformer.training.metrics import make_classification_metrics
+from sitsformer.evaluation.metrics import ClassificationMetrics
+from sitsformer.models.pretrained import unwrap_model
 
 
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -88,11 +89,9 @@ class ClassificationTask:
                       "correct": correct, "excluded": excluded}
 
     def make_metrics(self, model: nn.Module) -> Any:
-        k = self.num_classes
-        if k is None:
-            base = model.module if hasattr(model, "module") else model
-            k = base.config.num_classes
-        return make_classification_metrics(k, self.ignore_index)
+        k = self.num_classes if self.num_classes is not None else unwrap_model(
+            model).config.num_classes
+        return ClassificationMetrics(k, ignore_index=self.ignore_index)
 
     def update_metrics(self, metrics: Any, outputs: dict[str, Any]) -> None:
         metrics.update(outputs["logits"].float(), outputs["target"])

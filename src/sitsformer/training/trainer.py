@@ -34,18 +34,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm.auto import tqdm
 
-from sitsformer.training.checkpoint import (
-    get_rng_state,
-    load_checkpoint,
-    save_checkpoint,
-    set_rng_state,
-)
+from sitsformer.models.checkpoint import load_checkpoint, save_checkpoint
 from sitsformer.training.distributed import (
     all_reduce_sum,
     barrier,
     is_distributed,
     is_main_process,
 )
+from sitsformer.training.rng import get_rng_state, set_rng_state
 from sitsformer.training.tasks import ClassificationTask
 from sitsformer.training.tracking import RunLogger
 
@@ -91,8 +87,10 @@ class SITSFormerTrainer:
         tensorboard, wandb, wandb_project, plots: tracking (see :class:`RunLogger`).
         progress: show a tqdm bar (loss, accuracy, learning rate) on rank 0.
         config: the resolved experiment config, stored in checkpoints.
-        data_meta: how inputs were prepared (bands, classes, scale, normalisation, dates),
-            stored in checkpoints.
+        data_meta: facts about the run's data (source, split sizes ...), stored in checkpoints.
+        input_spec: the model's inputs (``InputSpec.to_dict()``: bands, classes, scale,
+            normalisation, time axis), stored in checkpoints; ``evaluate`` and ``predict``
+            prepare and check their inputs with it.
         handle_signals: save a resumable checkpoint on SIGINT/SIGTERM.
         callbacks: callables ``cb(trainer, event, info)``; events ``"step_end"`` and
             ``"epoch_end"``.
@@ -108,6 +106,7 @@ class SITSFormerTrainer:
                  tensorboard: bool = True, wandb: bool = False,
                  wandb_project: str = "sitsformer", plots: bool = True, progress: bool = True,
                  config: dict[str, Any] | None = None, data_meta: dict[str, Any] | None = None,
+                 input_spec: Any = None,
                  scheduler_interval: str | None = None, handle_signals: bool = True,
                  callbacks: Iterable[Callable[..., None]] = ()):
         if precision not in PRECISIONS:
@@ -142,6 +141,8 @@ class SITSFormerTrainer:
         self.progress = progress
         self.config = config or {}
         self.data_meta = data_meta or {}
+        self.input_spec = (input_spec.to_dict() if hasattr(input_spec, "to_dict")
+                           else input_spec)
         self.handle_signals = handle_signals
         self.callbacks = list(callbacks)
         self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
@@ -195,6 +196,7 @@ class SITSFormerTrainer:
             "rng_state": get_rng_state(),
             "config": self.config,
             "data_meta": self.data_meta,
+            "input_spec": self.input_spec,
             "task": getattr(self.task, "name", type(self.task).__name__),
             "history": self.history,
         }

@@ -18,9 +18,14 @@ from typing import Any
 
 import yaml
 
-from sitsformer.models._registry import variant_config
-from sitsformer.models.sits_former import SITSFormerConfig
-from sitsformer.training.config import ConfigError, ExperimentConfig, load_config, save_config
+from sitsformer.models import SITSFormerConfig, resolve_model_config
+from sitsformer.training.config import (
+    MODEL_SECTION_EXTRA,
+    ConfigError,
+    ExperimentConfig,
+    load_config,
+    save_config,
+)
 from sitsformer.tuning.objective import InvalidTrialConfig
 
 # Model fields the data decides when the config leaves them unset (checked once data is read).
@@ -39,20 +44,18 @@ def check_model_settings(config: ExperimentConfig) -> dict[str, Any]:
     Raises:
         InvalidTrialConfig: with the model's own message (e.g. heads not dividing the width).
     """
-    section = config.model.__dict__
-    merged = variant_config(section["variant"]) if section.get("variant") else {}
-    merged.update({k: v for k, v in section.items()
-                   if v is not None and k not in ("variant", "grad_checkpointing")})
-    for key in _DATA_DEFINED:  # unset: the data decides; check only what is known now
-        if section.get(key) is None:
-            merged.pop(key, None)
-    if "img_size" not in merged and merged.get("patch_size"):
-        merged["img_size"] = merged["patch_size"]
+    settings = {k: v for k, v in dataclasses.asdict(config.model).items()
+                if k not in MODEL_SECTION_EXTRA and v is not None}
     try:
-        SITSFormerConfig.from_dict(merged)
-    except (ValueError, TypeError) as err:
+        if "img_size" not in settings:  # the data decides; any multiple of the patch is fine
+            patch = settings.get("patch_size") or resolve_model_config(
+                config.model.variant).patch_size
+            settings["img_size"] = patch
+        resolved: SITSFormerConfig = resolve_model_config(config.model.variant, **settings)
+    except (ValueError, TypeError, KeyError) as err:
         raise InvalidTrialConfig(str(err)) from None
-    return merged
+    return {k: v for k, v in resolved.to_dict().items()
+            if k in settings or k not in _DATA_DEFINED}
 
 
 class ExperimentRunner:

@@ -1,4 +1,4 @@
-"""Deterministic, resumable, rank-aware data loading for the trainer.
+"""Deterministic, resumable, rank-aware data loading.
 
 :class:`EpochSampler` draws the order of epoch ``e`` from ``seed + e`` alone (no global RNG), and
 gives rank ``r`` of ``R`` the indices ``order[r::R]``. So a run resumed in the middle of an epoch
@@ -15,7 +15,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sitsformer.data.sample import collate
-from sitsformer.training.distributed import get_rank, get_world_size
+
+
+def _process_group() -> tuple[int, int]:
+    """``(rank, world_size)`` of the default process group; ``(0, 1)`` without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 class EpochSampler(Sampler[int]):
@@ -36,8 +44,9 @@ class EpochSampler(Sampler[int]):
         self.num_samples = int(num_samples)
         self.shuffle = shuffle
         self.seed = int(seed)
-        self.num_replicas = get_world_size() if num_replicas is None else int(num_replicas)
-        self.rank = get_rank() if rank is None else int(rank)
+        group_rank, group_size = _process_group()
+        self.num_replicas = group_size if num_replicas is None else int(num_replicas)
+        self.rank = group_rank if rank is None else int(rank)
         self.pad = pad
         self.epoch = 0
 

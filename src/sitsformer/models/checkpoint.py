@@ -1,10 +1,15 @@
 """Checkpoints as plain data: readable with ``torch.load(path, weights_only=True)``.
 
 A checkpoint is a dict of tensors, numbers, strings, lists and dicts (format
-``"sitsformer-checkpoint/1"``) holding everything needed to rebuild the model from the file alone
+``"sitsformer-checkpoint/2"``) holding everything needed to rebuild the model from the file alone
 (``model_config``), to resume training exactly (optimizer, scheduler, grad-scaler and RNG
 states, epoch, step, best metric), and to apply the model to new data the same way as in
-training (``data_meta``: bands, classes, scale, normalisation statistics, date handling).
+training (``input_spec``: :class:`~sitsformer.data.InputSpec` as a dict: bands, classes, scale,
+normalisation statistics, time axis, longest series, sample size), plus ``data_meta``, facts
+about the run's data (source, split sizes, exclusions).
+
+Format 1 checkpoints (no ``input_spec``; everything in ``data_meta``) are still read:
+:func:`load_checkpoint` adds the ``input_spec`` their ``data_meta`` implies.
 
 Files are written to a temporary name in the same folder and renamed with ``os.replace``, so a
 crash never leaves a half-written file under the real name.
@@ -13,17 +18,18 @@ crash never leaves a half-written file under the real name.
 from __future__ import annotations
 
 import os
-import random
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from torch import nn
 
-from sitsformer.models import SITSFormer, model_from_config
+from sitsformer.data.spec import InputSpec
+from sitsformer.models.factory import model_from_config
 
-FORMAT = "sitsformer-checkpoint/1"
+FORMAT = "sitsformer-checkpoint/2"
+READABLE_FORMATS = ("sitsformer-checkpoint/1", FORMAT)
 REQUIRED_KEYS = ("format", "model_config", "model_state_dict", "epoch", "global_step")
 
 
@@ -65,51 +71,38 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
         raise ValueError(f"{path}: not a {FORMAT} checkpoint, missing key(s) {missing}")
-    if ckpt["format"] != FORMAT:
-        raise ValueError(f"{path}: checkpoint format {ckpt['format']!r}, expected {FORMAT!r}")
+    if ckpt["format"] not in READABLE_FORMATS:
+        raise ValueError(f"{path}: checkpoint format {ckpt['format']!r}, expected one of "
+                         f"{list(READABLE_FORMATS)}")
+    if not ckpt.get("input_spec") and (ckpt.get("data_meta") or ckpt["format"] != FORMAT):
+        ckpt["input_spec"] = InputSpec.from_data_meta(dict(ckpt.get("data_meta") or {}),
+                                                      ckpt["model_config"]).to_dict()
     return ckpt
 
 
+def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
+    """An untrained model of the architecture a checkpoint stores: a
+    :class:`~sitsformer.models.SITSFormer`, or a
+    :class:`~sitsformer.models.pretrain.SITSFormerForPretraining` for a pre-training checkpoint."""
+    config = dict(ckpt["model_config"])
+    if "encoder" in config:
+        from sitsformer.models.pretrain import SITSFormerForPretraining
+
+        return SITSFormerForPretraining.from_config(config)
+    return model_from_config(config)
+
+
 def load_model(path: str | os.PathLike[str], map_location: Any = "cpu",
-               ) -> tuple[SITSFormer, dict[str, Any]]:
+               ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model stored in a checkpoint from the file alone.
 
     Returns:
         ``(model, checkpoint)``: the model in eval mode with its weights loaded, and the
-        checkpoint dict (``data_meta`` tells how to prepare inputs).
+        checkpoint dict (``InputSpec.from_checkpoint(checkpoint)`` tells how to prepare inputs).
     """
     ckpt = load_checkpoint(path, map_location)
-    model = model_from_config(dict(ckpt["model_config"]))
+    model = model_from_checkpoint(ckpt)
     model.load_state_dict(ckpt["model_state_dict"])
     model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu")
     model.eval()
     return model, ckpt
-
-
-# ----------------------------------------------------------------------------- RNG states
-def get_rng_state() -> dict[str, Any]:
-    """Python, NumPy and torch (CPU and CUDA) RNG states as plain data."""
-    py = random.getstate()
-    np_state = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": [py[0], list(py[1]), py[2]],
-        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
-                  "cached_gaussian": float(np_state[4])},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`get_rng_state` returned."""
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    npst = state["numpy"]
-    np.random.set_state((npst["name"], npst["keys"].numpy().astype(np.uint32), npst["pos"],
-                         npst["has_gauss"], npst["cached_gaussian"]))
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

@@ -1,0 +1,79 @@
+"""The SITS-Former architecture settings: the one place their defaults live.
+
+Every other form derives from :class:`SITSFormerConfig`: a registered variant
+(:mod:`sitsformer.models.factory`) lists only the settings it changes, the ``model`` section of an
+experiment config (:mod:`sitsformer.training.config`) is generated from these fields, and
+checkpoints store ``SITSFormerConfig.to_dict()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from sitsformer.layers.date_encoding import DATE_ENCODINGS
+
+STEMS = ("patch", "conv3d")
+POOLS = ("max", "mean")
+
+
+@dataclass
+class SITSFormerConfig:
+    """Every architecture setting, with its default. Stored in checkpoints as a plain dict."""
+
+    img_size: int = 224  # H = W of the input images (1 for pixel time series)
+    patch_size: int = 16  # side of a spatial token; img_size must be a multiple
+    in_channels: int = 13  # spectral bands
+    num_classes: int = 10
+    embed_dim: int = 256
+    num_layers: int = 8
+    num_heads: int = 8
+    mlp_ratio: float = 4.0
+    dropout: float = 0.1  # on embeddings, attention outputs and MLPs
+    attn_dropout: float = 0.0  # on attention weights
+    max_seq_len: int = 64  # longest accepted time series
+    stem: str = "patch"  # "patch" (strided conv) or "conv3d" (the original SITS-Former stem)
+    date_encoding: str = "sinusoidal"  # "sinusoidal", "learned" or "days_since"
+    reference_date: str | None = None  # ISO date, required by date_encoding="days_since"
+    pool: str = "max"  # pooling over valid dates: "max" (original) or "mean"
+    bands: list[str] | None = None  # band names, checked against data when both are known
+
+    def __post_init__(self) -> None:
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ValueError(f"invalid SITSFormer config: {msg}")
+
+        for name in ("img_size", "patch_size", "in_channels", "num_classes", "embed_dim",
+                     "num_layers", "num_heads", "max_seq_len"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and not isinstance(value, bool) and value > 0,
+                 f"{name} must be a positive integer, got {value!r}")
+        need(self.img_size % self.patch_size == 0,
+             f"img_size ({self.img_size}) must be a multiple of patch_size ({self.patch_size})")
+        need(self.embed_dim % self.num_heads == 0,
+             f"num_heads ({self.num_heads}) must divide embed_dim ({self.embed_dim})")
+        need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        need(self.stem in STEMS, f"stem must be one of {STEMS}, got {self.stem!r}")
+        need(self.pool in POOLS, f"pool must be one of {POOLS}, got {self.pool!r}")
+        need(self.date_encoding in DATE_ENCODINGS,
+             f"date_encoding must be one of {DATE_ENCODINGS}, got {self.date_encoding!r}")
+        need(self.date_encoding != "days_since" or self.reference_date is not None,
+             "date_encoding='days_since' needs reference_date (an ISO date such as '2019-09-01')")
+        need(self.bands is None or len(self.bands) == self.in_channels,
+             f"bands lists {0 if self.bands is None else len(self.bands)} names "
+             f"but in_channels is {self.in_channels}")
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> SITSFormerConfig:
+        """Build from a dict; unknown keys are an error naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown SITSFormer config key(s) {unknown}; expected a subset of {sorted(known)}"
+            )
+        return cls(**config)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
