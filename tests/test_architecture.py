@@ -1,0 +1,118 @@
+"""The shape of the package: imports go one way, and model settings have one source of truth."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from sitsformer.models import SITSFormerConfig, create_sits_former, list_models, variant_config
+from sitsformer.training.config import MODEL_SECTION_EXTRA, ExperimentConfig, ModelSection
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "sitsformer"
+
+# Which sub-packages each sub-package may import (itself included). layers <- models <-
+# training <- cli; data imports no model; evaluation and inference never import training.
+ALLOWED = {
+    "layers": {"layers"},
+    "data": {"data"},
+    "models": {"models", "layers", "data"},
+    "evaluation": {"evaluation", "models", "data"},
+    "inference": {"inference", "models", "data"},
+    "maps": {"maps", "data"},
+    "training": {"training", "evaluation", "models", "layers", "data"},
+    "tuning": {"tuning", "training", "evaluation", "models", "data"},
+    "configs": {"configs"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    """Every ``sitsformer.<sub>`` a module imports, at module level or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "sitsformer" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+def test_imports_go_one_way():
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        if len(rel.parts) == 1:  # sitsformer/__init__.py, __main__.py: the top may import cli
+            continue
+        sub = rel.parts[0]
+        if sub == "cli":
+            continue
+        assert sub in ALLOWED, f"new sub-package {sub!r}: add its allowed imports to ALLOWED"
+        bad += [f"{rel} imports sitsformer.{target}"
+                for target in sorted(_imports(path) - ALLOWED[sub]) if target not in ("__init__",)]
+    assert not bad, "upward or sideways imports:\n  " + "\n  ".join(bad)
+
+
+def test_evaluation_and_inference_load_without_training():
+    code = ("import sys, sitsformer.evaluation, sitsformer.inference, sitsformer.data; "
+            "import sitsformer.models; "
+            "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('sitsformer.')}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    loaded = set(eval(done.stdout))  # noqa: S307 - our own printed list
+    assert "training" not in loaded and "cli" not in loaded and "tuning" not in loaded
+    assert {"evaluation", "inference", "data", "models", "layers"} <= loaded
+
+
+def test_data_does_not_import_models():
+    done = subprocess.run([sys.executable, "-c", "import sys, sitsformer.data as d; "
+                           "d.DataModule, d.InputSpec, d.open_source, d.make_loader; "
+                           "print(any(m.startswith('sitsformer.models') for m in sys.modules))"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_variants_config_and_yaml_schema_agree():
+    fields = {f.name: f.default for f in dataclasses.fields(SITSFormerConfig)}
+    # the config section is generated from the dataclass: the same settings, nothing else
+    section = {f.name for f in dataclasses.fields(ModelSection)}
+    assert section == set(fields) | set(MODEL_SECTION_EXTRA)
+    assert all(getattr(ModelSection(), name) is None for name in fields)
+    # the YAML schema (a resolved config written to config.yaml) has exactly those keys
+    dumped = yaml.safe_load(yaml.safe_dump(ExperimentConfig().to_dict()))
+    assert set(dumped["model"]) == section
+    # a variant changes only known settings, and building it gives the dataclass defaults
+    # updated by the variant, field for field
+    assert list_models() == sorted(["sitsformer_base", "sitsformer_original", "sitsformer_pixel",
+                                    "sitsformer_small", "sitsformer_tiny"])
+    for name in list_models():
+        changes = variant_config(name)
+        assert set(changes) <= set(fields), name
+        assert all(fields[k] != v for k, v in changes.items()), f"{name} repeats a default"
+        built = create_sits_former(name).config.to_dict()
+        assert built == {**fields, **changes}, name
+    # the tutorial's keyword construction and the dataclass give the same model settings
+    assert create_sits_former({}).config == SITSFormerConfig()
+
+
+def test_original_variant_is_the_published_model():
+    cfg = create_sits_former("sitsformer_original").config
+    assert (cfg.img_size, cfg.patch_size, cfg.in_channels, cfg.embed_dim, cfg.num_layers,
+            cfg.num_heads, cfg.mlp_ratio, cfg.stem, cfg.pool) == (5, 5, 10, 256, 3, 8, 4.0,
+                                                                   "conv3d", "max")
+    n = sum(p.numel() for p in create_sits_former("sitsformer_original").parameters())
+    assert round(n / 1e6, 2) == 2.50
+
+
+def test_python_dash_m_sitsformer():
+    done = subprocess.run([sys.executable, "-m", "sitsformer", "--version"], capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.startswith("sitsformer ")
