@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from sitsformer.data.errors import DataError
+
+from sitsformer.maps.raster import data_error
 
 __all__ = ["assess_map", "stratified_estimates", "write_report"]
 
@@ -144,11 +145,11 @@ def _labels(values: Any, names: Sequence[str], column: str, path: Path,
             try:
                 v = int(v)
             except ValueError:
-                raise DataError(f"{path}: point {ids[i]}: reference label {v!r} in column "
+                raise data_error(f"{path}: point {ids[i]}: reference label {v!r} in column "
                                 f"{column!r} is neither a class index nor one of the classes "
                                 f"{list(names)}") from None
         if float(v) != int(v) or int(v) < 0:
-            raise DataError(f"{path}: point {ids[i]}: reference label {v!r} in column "
+            raise data_error(f"{path}: point {ids[i]}: reference label {v!r} in column "
                             f"{column!r} is not a class index (0, 1, ...)")
         out[i] = int(v)
     return out
@@ -192,7 +193,7 @@ def assess_map(class_map: str | os.PathLike[str], points: str | os.PathLike[str]
     table, xy, pts_crs = read_points(points)
     pts_path = Path(points)
     if reference not in table.columns:
-        raise DataError(f"{pts_path}: no reference label column {reference!r}; columns: "
+        raise data_error(f"{pts_path}: no reference label column {reference!r}; columns: "
                         f"{list(table.columns)} (choose one with --reference)")
     ids = (table["point_id"].to_numpy() if "point_id" in table.columns
            else np.arange(1, len(table) + 1))
@@ -224,7 +225,7 @@ def assess_map(class_map: str | os.PathLike[str], points: str | os.PathLike[str]
         bad = np.flatnonzero(inside & ~on_nodata & (st != mapped))
         if len(bad):
             i = bad[0]
-            raise DataError(f"{pts_path}: point {ids[i]} has stratum {st[i]} but the map "
+            raise data_error(f"{pts_path}: point {ids[i]} has stratum {st[i]} but the map "
                             f"{class_map} says {mapped[i]} there ({len(bad)} such points); "
                             "the stratified estimator needs the strata of the design to be "
                             "the classes of the assessed map: draw the design from this map")

@@ -13,7 +13,8 @@ import rasterio
 import shapely
 from affine import Affine
 
-from sitsformer.data.errors import DataError
+
+from sitsformer.maps.raster import data_error
 
 __all__ = ["pixel_centres", "read_points", "write_points", "xy_to_pixel"]
 
@@ -82,11 +83,11 @@ def read_points(path: str | os.PathLike[str], layer: str | None = None
     try:
         info, _, geoms, fields = pyogrio.raw.read(str(p), layer=layer)
     except Exception as err:  # noqa: BLE001 - GDAL errors come in many types
-        raise DataError(f"{p}: cannot read points: {err}") from err
+        raise data_error(f"{p}: cannot read points: {err}") from err
     g = shapely.from_wkb(geoms)
     kinds = set(shapely.get_type_id(g).tolist())
     if kinds - {0}:  # 0 = Point
-        raise DataError(f"{p}: expected point geometries, found geometry types "
+        raise data_error(f"{p}: expected point geometries, found geometry types "
                         f"{sorted(shapely.get_type_id(g[shapely.get_type_id(g) != 0]).tolist())[:3]}"
                         f" (shapely type ids) at {int((shapely.get_type_id(g) != 0).sum())} "
                         "features")

@@ -19,7 +19,6 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from sitsformer.data.errors import DataError
 
 __all__ = ["BlockWriter", "RasterArray", "check_outputs", "open_dask", "output_profile"]
 
@@ -27,6 +26,14 @@ CLASS_NODATA = 255
 """Nodata of ``uint8`` class maps (as ``sitsformer predict`` writes them)."""
 PROBABILITY_NODATA = -1.0
 """Nodata of probability and uncertainty rasters (as ``sitsformer predict`` writes them)."""
+
+
+def data_error(message: str) -> Exception:
+    """A :class:`sitsformer.data.DataError`, imported when needed: importing
+    ``sitsformer.data`` loads torch, which the dask workers running map blocks do not need."""
+    from sitsformer.data.errors import DataError
+
+    return DataError(message)
 
 
 class RasterArray:
@@ -62,13 +69,18 @@ class RasterArray:
             return ds.read(bands, window=Window(c0, r0, c1 - c0, r1 - r0))
 
 
-def open_dask(path: str | os.PathLike[str], block: int,
-              bands: Sequence[int] | None = None) -> tuple[da.Array, RasterArray]:
+def open_dask(path: str | os.PathLike[str], block: int, bands: Sequence[int] | None = None,
+              strips: bool = False) -> tuple[da.Array, RasterArray]:
     """The raster as a dask array ``(bands, rows, cols)`` in ``block x block`` chunks (all
-    bands in each chunk), and its :class:`RasterArray` (CRS, transform, nodata)."""
+    bands in each chunk), and its :class:`RasterArray` (CRS, transform, nodata).
+
+    ``strips=True`` chunks it in full-width row strips of about ``block^2`` pixels instead,
+    so that visiting the chunks in order visits the pixels in raster order."""
     src = RasterArray(path, bands)
-    arr = da.from_array(src, chunks=(src.shape[0], block, block), lock=False, asarray=True,
-                        name=f"read-{Path(src.path).name}-{os.stat(src.path).st_mtime_ns}-{block}")
+    chunks = ((src.shape[0], max(1, block * block // src.shape[2]), src.shape[2]) if strips
+              else (src.shape[0], block, block))
+    arr = da.from_array(src, chunks=chunks, lock=False, asarray=True,
+                        name=f"read-{Path(src.path).name}-{os.stat(src.path).st_mtime_ns}-{chunks}")
     return arr, src
 
 
@@ -154,16 +166,16 @@ def iter_chunks(arr: da.Array) -> Iterator[tuple[tuple[int, ...], int, int]]:
 def check_probabilities(src: RasterArray) -> None:
     """Refuse a raster that is not a probability raster (float, two or more bands)."""
     if src.shape[0] < 2:
-        raise DataError(f"{src.path}: expected a probability raster with one band per class "
+        raise data_error(f"{src.path}: expected a probability raster with one band per class "
                         f"(2 or more bands, as `sitsformer predict --probabilities` writes), "
                         f"found {src.shape[0]} band")
     if src.dtype.kind != "f":
-        raise DataError(f"{src.path}: expected float probabilities, found dtype {src.dtype}")
+        raise data_error(f"{src.path}: expected float probabilities, found dtype {src.dtype}")
 
 
 def check_class_map(src: RasterArray) -> None:
     """Refuse a raster that is not a single-band integer class map."""
     if src.shape[0] != 1 or src.dtype.kind not in "ui":
-        raise DataError(f"{src.path}: expected a single-band integer class map (as "
+        raise data_error(f"{src.path}: expected a single-band integer class map (as "
                         f"`sitsformer predict` writes), found {src.shape[0]} band(s) of "
                         f"{src.dtype}")

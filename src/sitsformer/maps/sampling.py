@@ -14,9 +14,10 @@ than the one ``n`` was computed for, so ``n`` is increased until the standard er
 the actual allocation, ``sqrt(sum_i W_i^2 U_i (1 - U_i) / (n_i - 1))``, meets the target.
 
 Points are drawn without replacement and uniformly within each stratum: each stratum's ``n_i``
-ranks are drawn among its ``N_i`` pixels (numbered in raster order, block by block), then one
-pass over the blocks picks those pixels, so memory is bounded by the sample and one block, and
-the design depends only on the map, the seed and the parameters (not on the cluster).
+ranks are drawn among its ``N_i`` pixels (numbered in raster order), then one pass over
+full-width row strips of about ``block^2`` pixels picks those pixels, so memory is bounded by
+the sample and one strip, and the design depends only on the map, the seed and the parameters
+(not on the block size or the cluster).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+
 
 from sitsformer.maps.cluster import BlockRunner
 from sitsformer.maps.raster import check_class_map, check_outputs, iter_chunks, open_dask
@@ -81,11 +82,20 @@ def _share(total: int, weights: np.ndarray, caps: np.ndarray) -> np.ndarray:
 
 
 def allocate(n: int, pixels: Sequence[int], min_per_class: int) -> np.ndarray:
-    """At least ``min_per_class`` per class (all pixels if fewer), the rest by area."""
+    """Proportional allocation of ``n`` points in which no class gets fewer than
+    ``min_per_class`` (all its pixels if it has fewer): classes below the minimum are set to
+    it, the others share the rest in proportion to area (largest remainders)."""
     N = np.asarray(pixels, np.int64)
-    base = np.minimum(N, min_per_class)
-    rest = max(0, n - int(base.sum()))
-    return base + _share(rest, N.astype(np.float64), N - base)
+    floor = np.minimum(N, min_per_class)
+    fixed = N == 0
+    while True:
+        rest = max(0, n - int(floor[fixed].sum()))
+        free_w = np.where(fixed, 0.0, N.astype(np.float64))
+        share = _share(rest, free_w, np.where(fixed, 0, N)) if free_w.sum() else 0 * N
+        low = ~fixed & (share < floor)
+        if not low.any():
+            return np.where(fixed, floor, share).astype(np.int64)
+        fixed |= low
 
 
 def smallest_sample(n0: int, pixels: Sequence[int], user_accuracy: Sequence[float],
@@ -139,11 +149,11 @@ def class_pixel_counts(class_map: str | os.PathLike[str], *, block: int = 512,
                        runner: BlockRunner | None = None, progress: bool = False
                        ) -> tuple[np.ndarray, list[tuple[int, int, np.ndarray]], Any]:
     """Pixels per class of a class map: ``(totals (K,), [(row_off, col_off, counts)] per
-    block, source)``; ``K`` = highest class + 1, nodata left out."""
+    row strip, source)``; ``K`` = highest class + 1, nodata left out."""
     import dask
 
     runner = runner or BlockRunner()
-    arr, src = open_dask(class_map, block)
+    arr, src = open_dask(class_map, block, strips=True)
     check_class_map(src)
     nod = src.nodata
     places = list(iter_chunks(arr))
@@ -245,7 +255,7 @@ def sample_design(class_map: str | os.PathLike[str], output: str | os.PathLike[s
              if alloc[c] else np.zeros(0, np.int64) for c in range(k)]
     import dask
 
-    arr, _ = open_dask(class_map, block)
+    arr, _ = open_dask(class_map, block, strips=True)
     offsets = np.zeros(k, np.int64)
     tasks = []
     places = list(iter_chunks(arr))
@@ -264,12 +274,14 @@ def sample_design(class_map: str | os.PathLike[str], output: str | os.PathLike[s
         picked[i] = res
     pts = np.concatenate(picked) if picked else np.zeros((0, 3), np.int64)
     pts = pts[np.lexsort((pts[:, 1], pts[:, 0], pts[:, 2]))]  # by stratum, then position
+    import pandas as pd
+
+    from sitsformer.maps.points import write_points
+
     table = pd.DataFrame({"point_id": np.arange(1, len(pts) + 1), "stratum": pts[:, 2],
                           "stratum_name": [names[c] for c in pts[:, 2]],
                           "row": pts[:, 0], "col": pts[:, 1],
                           "reference": pd.array([None] * len(pts), dtype="Int64")})
-    from sitsformer.maps.points import write_points
-
     write_points(out, table, src.transform, src.crs, overwrite=overwrite, layer="points")
     pixel_area = abs(src.transform.a * src.transform.e - src.transform.b * src.transform.d)
     design = SampleDesign(
