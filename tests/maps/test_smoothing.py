@@ -112,6 +112,7 @@ def test_distributed_scheduler_equals_in_process(noisy, tmp_path, scheduler, cap
     assert np.array_equal(read(tmp_path / "dist_class.tif"), read(local.class_map))
 
 
+@pytest.mark.slow
 def test_cli_local_cluster_subprocess(noisy, tmp_path):
     path, _, _ = noisy
     ref = smooth_raster(path, tmp_path / "ref.tif", block=40, progress=False)
