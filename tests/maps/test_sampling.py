@@ -9,8 +9,14 @@ import pytest
 from conftest import regions, write_raster
 
 from sitsformer.cli import main
-from sitsformer.maps import (allocate, dask_cluster, expected_oa_se, read_points,
-                             sample_design, sample_size)
+from sitsformer.maps import (
+    allocate,
+    dask_cluster,
+    expected_oa_se,
+    read_points,
+    sample_design,
+    sample_size,
+)
 from sitsformer.maps.sampling import smallest_sample
 
 

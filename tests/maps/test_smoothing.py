@@ -12,7 +12,7 @@ import pytest
 from conftest import TRANSFORM, probabilities, read, regions, write_raster
 
 from sitsformer.cli import main
-from sitsformer.maps import bayes_smooth, dask_cluster, smooth_raster
+from sitsformer.maps import bayes_smooth, smooth_raster
 from sitsformer.maps.smoothing import bayes_smooth_block
 
 

@@ -17,8 +17,13 @@ blocks whatever the raster size.
 from sitsformer.maps.assessment import assess_map, stratified_estimates, write_report
 from sitsformer.maps.cluster import BlockRunner, dask_cluster, threads_per_worker
 from sitsformer.maps.points import read_points, write_points
-from sitsformer.maps.sampling import (SampleDesign, allocate, expected_oa_se, sample_design,
-                                      sample_size)
+from sitsformer.maps.sampling import (
+                                      SampleDesign,
+                                      allocate,
+                                      expected_oa_se,
+                                      sample_design,
+                                      sample_size,
+)
 from sitsformer.maps.smoothing import SmoothResult, bayes_smooth, smooth_raster
 from sitsformer.maps.uncertainty import MEASURES, UncertaintyResult, uncertainty, uncertainty_raster
 

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-
 from sitsformer.maps.raster import data_error
 
 __all__ = ["assess_map", "stratified_estimates", "write_report"]

@@ -13,7 +13,6 @@ import rasterio
 import shapely
 from affine import Affine
 
-
 from sitsformer.maps.raster import data_error
 
 __all__ = ["pixel_centres", "read_points", "write_points", "xy_to_pixel"]
@@ -82,7 +81,7 @@ def read_points(path: str | os.PathLike[str], layer: str | None = None
         raise FileNotFoundError(f"points file not found: {p}")
     try:
         info, _, geoms, fields = pyogrio.raw.read(str(p), layer=layer)
-    except Exception as err:  # noqa: BLE001 - GDAL errors come in many types
+    except Exception as err:
         raise data_error(f"{p}: cannot read points: {err}") from err
     g = shapely.from_wkb(geoms)
     kinds = set(shapely.get_type_id(g).tolist())

@@ -19,7 +19,6 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-
 __all__ = ["BlockWriter", "RasterArray", "check_outputs", "open_dask", "output_profile"]
 
 CLASS_NODATA = 255
@@ -91,7 +90,7 @@ def output_profile(like: RasterArray, count: int, dtype: str, nodata: float,
     profile: dict[str, Any] = {"driver": "GTiff", "height": h, "width": w, "count": count,
                                "dtype": dtype, "nodata": nodata, "compress": "deflate"}
     tile = 256 if block >= 256 else 16 * max(1, block // 16)
-    if h >= tile and w >= tile and tile >= 16:
+    if h >= tile and w >= tile >= 16:
         profile.update(tiled=True, blockxsize=tile, blockysize=tile)
     if like.crs is not None:
         profile["crs"] = like.crs

@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 
-
 from sitsformer.maps.cluster import BlockRunner
 from sitsformer.maps.raster import check_class_map, check_outputs, iter_chunks, open_dask
 

@@ -39,9 +39,16 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from sitsformer.maps.cluster import BlockRunner
-from sitsformer.maps.raster import (CLASS_NODATA, PROBABILITY_NODATA, BlockWriter,
-                                    check_outputs, check_probabilities, iter_chunks, open_dask,
-                                    output_profile)
+from sitsformer.maps.raster import (
+    CLASS_NODATA,
+    PROBABILITY_NODATA,
+    BlockWriter,
+    check_outputs,
+    check_probabilities,
+    iter_chunks,
+    open_dask,
+    output_profile,
+)
 
 __all__ = ["SmoothResult", "bayes_smooth", "smooth_raster"]
 

@@ -27,9 +27,16 @@ from typing import Any
 import numpy as np
 
 from sitsformer.maps.cluster import BlockRunner
-from sitsformer.maps.raster import (PROBABILITY_NODATA, BlockWriter, RasterArray,
-                                    check_outputs, check_probabilities, iter_chunks, open_dask,
-                                    output_profile)
+from sitsformer.maps.raster import (
+    PROBABILITY_NODATA,
+    BlockWriter,
+    RasterArray,
+    check_outputs,
+    check_probabilities,
+    iter_chunks,
+    open_dask,
+    output_profile,
+)
 
 __all__ = ["MEASURES", "UncertaintyResult", "uncertainty", "uncertainty_raster"]
 
