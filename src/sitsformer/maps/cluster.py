@@ -1,0 +1,176 @@
+"""Where block computations run: in this process, on a local cluster, or on a scheduler.
+
+Every raster step of :mod:`sitsformer.maps` (and map inference) builds a dask graph of
+independent blocks and runs it through one :class:`BlockRunner`, which
+:func:`dask_cluster` opens:
+
+- ``dask_cluster()`` (the default): no cluster; blocks run on dask's threaded scheduler in this
+  process (``workers=0`` means the same).
+- ``dask_cluster(workers=N)``: a ``dask.distributed.LocalCluster`` of ``N`` worker processes on
+  127.0.0.1, each with ``cores // N`` threads (at least one), so the machine is not
+  oversubscribed; closed again on exit.
+- ``dask_cluster(scheduler="tcp://host:8786")``: an existing ``dask.distributed`` scheduler;
+  its workers must see the input and output paths (a shared file system).
+
+Results come back to this process block by block (``BlockRunner.iter_blocks``), where they are
+written with rasterio; at most ``max_in_flight`` blocks are computed but not yet written, so
+memory stays bounded by a few blocks whatever the raster size. Each block is computed by the
+same function on the same overlapping input wherever it runs, so results do not depend on the
+cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import dask
+from tqdm.auto import tqdm
+
+__all__ = ["BlockRunner", "dask_cluster", "threads_per_worker"]
+
+
+def threads_per_worker(workers: int, cores: int | None = None) -> int:
+    """Threads for each of ``workers`` processes so that ``cores`` are not oversubscribed."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, workers))
+
+
+class BlockRunner:
+    """Computes lists of dask tasks (delayed objects or arrays) where :func:`dask_cluster`
+    said, yielding each result as it is ready.
+
+    Attributes:
+        client: the ``distributed.Client`` or ``None`` (in-process threaded scheduler).
+        description: ``"in-process"``, ``"local cluster (N workers x T threads)"`` or the
+            scheduler address.
+    """
+
+    def __init__(self, client: Any = None, description: str = "in-process",
+                 max_in_flight: int | None = None) -> None:
+        self.client = client
+        self.description = description
+        if max_in_flight is None:
+            n = (len(client.scheduler_info().get("workers", {})) or 1) if client else 1
+            max_in_flight = max(4, 2 * n * (os.cpu_count() or 1))
+        self.max_in_flight = int(max_in_flight)
+
+    def iter_blocks(self, tasks: Sequence[Any], *, progress: bool = True,
+                    desc: str = "blocks") -> Iterator[tuple[int, Any]]:
+        """Yield ``(index, result)`` for every task, in completion order, with a tqdm bar.
+
+        ``tasks`` are dask collections (``dask.delayed`` objects or small dask arrays). At
+        most ``max_in_flight`` are submitted and not yet consumed.
+        """
+        bar = tqdm(total=len(tasks), desc=desc, unit="block", disable=not progress)
+        try:
+            if self.client is None:
+                yield from self._iter_local(tasks, bar)
+            else:
+                yield from self._iter_distributed(tasks, bar)
+        finally:
+            bar.close()
+
+    def _iter_local(self, tasks: Sequence[Any], bar: Any) -> Iterator[tuple[int, Any]]:
+        step = self.max_in_flight
+        for start in range(0, len(tasks), step):
+            batch = tasks[start:start + step]
+            with dask.config.set(scheduler="threads"):
+                results = dask.compute(*batch)
+            for i, res in enumerate(results):
+                bar.update(1)
+                yield start + i, res
+
+    def _iter_distributed(self, tasks: Sequence[Any], bar: Any) -> Iterator[tuple[int, Any]]:
+        from distributed import as_completed
+
+        pending = deque(range(len(tasks)))
+        index_of: dict[str, int] = {}
+        done = as_completed()
+        for _ in range(min(self.max_in_flight, len(pending))):
+            i = pending.popleft()
+            fut = self.client.compute(tasks[i])
+            index_of[fut.key] = i
+            done.add(fut)
+        for fut in done:
+            i = index_of.pop(fut.key)
+            res = fut.result()
+            fut.release()
+            if pending:
+                j = pending.popleft()
+                nxt = self.client.compute(tasks[j])
+                index_of[nxt.key] = j
+                done.add(nxt)
+            bar.update(1)
+            yield i, res
+
+    def compute(self, *tasks: Any) -> tuple[Any, ...]:
+        """Compute small dask collections in one go (counts, statistics)."""
+        if self.client is None:
+            with dask.config.set(scheduler="threads"):
+                return dask.compute(*tasks)
+        return tuple(self.client.gather(self.client.compute(list(tasks))))
+
+
+@contextlib.contextmanager
+def dask_cluster(workers: int | None = None, scheduler: str | None = None, *,
+                 threads: int | None = None, quiet: bool = True,
+                 max_in_flight: int | None = None) -> Iterator[BlockRunner]:
+    """Open where block computations run (module doc) and close it again.
+
+    Args:
+        workers: start a local cluster of this many worker processes (0/None: none).
+        scheduler: address of an existing ``dask.distributed`` scheduler (exclusive with
+            ``workers``).
+        threads: threads per worker (default :func:`threads_per_worker`).
+        quiet: silence the cluster's log messages.
+        max_in_flight: blocks computed but not yet consumed (default: a few per core).
+
+    Yields:
+        A :class:`BlockRunner`.
+
+    Raises:
+        ValueError: both ``workers`` and ``scheduler`` given, or ``workers < 0``.
+        OSError: the scheduler cannot be reached (the address is named).
+    """
+    if workers and scheduler:
+        raise ValueError(f"give either workers ({workers}) or scheduler ({scheduler!r}), not both")
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    if not workers and not scheduler:
+        yield BlockRunner(None, "in-process", max_in_flight)
+        return
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    level = logging.ERROR if quiet else logging.WARNING
+    loggers = [logging.getLogger(n) for n in ("distributed", "distributed.worker",
+                                              "distributed.scheduler", "distributed.nanny")]
+    before = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(level)
+    try:
+        if scheduler:
+            try:
+                client = Client(scheduler, timeout="10s")
+            except (OSError, TimeoutError) as err:
+                raise OSError(f"cannot reach the dask scheduler at {scheduler!r}: {err}") from err
+            with client:
+                n = len(client.scheduler_info().get("workers", {}))
+                yield BlockRunner(client, f"scheduler {scheduler} ({n} workers)", max_in_flight)
+        else:
+            assert workers is not None
+            t = threads or threads_per_worker(workers)
+            with LocalCluster(n_workers=workers, threads_per_worker=t, processes=True,
+                              host="127.0.0.1", dashboard_address=None,
+                              silence_logs=level) as cluster, Client(cluster) as client:
+                yield BlockRunner(client, f"local cluster ({workers} workers x {t} threads)",
+                                  max_in_flight)
+    finally:
+        for lg, lvl in zip(loggers, before):
+            lg.setLevel(lvl)
+
