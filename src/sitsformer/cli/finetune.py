@@ -55,7 +55,8 @@ def register(subparsers: Any) -> None:
         description="Fine-tune a pre-trained SITS-Former encoder: exact weight loading, a "
         "fresh head for the new classes, optional frozen encoder for the first epochs "
         "(finetune.freeze_epochs) and layer-wise LR decay (optim.layer_decay).")
-    p.add_argument("--config", "-c", help="YAML experiment file (defaults in code otherwise)")
+    p.add_argument("--config", "-c", help="YAML experiment file or shipped config name "
+                   "(`sitsformer config list`; defaults in code otherwise)")
     p.add_argument("--pretrained", "-p", help="checkpoint from 'sitsformer pretrain' (or a "
                    "trained classifier); omit to train from scratch with the same recipe")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",

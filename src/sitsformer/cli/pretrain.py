@@ -54,7 +54,8 @@ def register(subparsers: Any) -> None:
         "dates, replace them with a learned mask token and regress the hidden observations. "
         "The config is a train config plus a 'pretrain' section; override any key as "
         "section.key=value (e.g. pretrain.hide_ratio=0.3 pretrain.target=patch).")
-    p.add_argument("--config", "-c", help="YAML experiment file (defaults in code otherwise)")
+    p.add_argument("--config", "-c", help="YAML experiment file or shipped config name "
+                   "(`sitsformer config list`; defaults in code otherwise)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="dotted overrides, e.g. pretrain.target=patch train.epochs=50")
     p.add_argument("--resume", help="checkpoint to continue from (e.g. RUN/last.pt)")

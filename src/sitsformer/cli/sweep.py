@@ -13,7 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(method, metric, parameters, base_config ...). Results go to the sweep's "
                     "output folder: trials.csv/md, best_config.yaml, plots/*.png, sweep.db.",
     )
-    p.add_argument("--config", required=True, help="sweep YAML file")
+    p.add_argument("--config", required=True,
+                   help="sweep YAML file or shipped sweep name (e.g. demo; `sitsformer config "
+                        "list`)")
     p.add_argument("--output-dir", default=None, help="overrides the file's output_dir")
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes sharing the sweep on this machine (default 1)")
@@ -31,10 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sitsformer.configs import UnknownConfigError, resolve_config
     from sitsformer.tuning import SweepSpecError, load_sweep_spec, run_sweep, run_worker
     from sitsformer.tuning.wandb_backend import WandbUnavailable
 
     try:
+        args.config = str(resolve_config(args.config, kind="sweep"))  # a file or shipped name
         if args.worker:
             spec = load_sweep_spec(args.config, output_dir=args.output_dir)
             if args.trials is not None:
@@ -47,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         result = run_sweep(args.config, output_dir=args.output_dir, workers=args.workers,
                            trials=args.trials, backend=args.backend, storage=args.storage,
                            progress=not args.quiet, plots=not args.no_plots)
-    except (SweepSpecError, WandbUnavailable, ValueError) as err:
+    except (SweepSpecError, UnknownConfigError, WandbUnavailable, ValueError) as err:
         print(f"sitsformer sweep: error: {err}", file=sys.stderr)
         return 2
     print(result.summary(), flush=True)

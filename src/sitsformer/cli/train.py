@@ -40,7 +40,8 @@ def print_summary(out: dict[str, Any]) -> None:
 def run_config_command(args: argparse.Namespace, load: Callable[[], Any],
                        execute: Callable[[Any], dict[str, Any]],
                        summary: Callable[[dict[str, Any]], None], resume_hint: str) -> int:
-    """What ``train``, ``pretrain`` and ``finetune`` share: load the config (errors name the
+    """What ``train``, ``pretrain`` and ``finetune`` share: resolve ``--config`` (a file or a
+    shipped name, see :func:`sitsformer.configs.resolve_config`), load the config (errors name the
     key), ``--print-config``, run, print the summary (rank 0), and turn errors and signals into
     exit codes. ``resume_hint`` is the command line to continue, with ``{run_dir}`` and
     ``{last}`` filled in."""
@@ -48,9 +49,13 @@ def run_config_command(args: argparse.Namespace, load: Callable[[], Any],
     from sitsformer.training.distributed import cleanup_distributed, is_main_process
     from sitsformer.training.trainer import TrainingError
 
+    from sitsformer.configs import UnknownConfigError, resolve_config
+
     try:
+        if getattr(args, "config", None):
+            args.config = str(resolve_config(args.config))  # a file, or a shipped name
         cfg = load()
-    except ConfigError as err:
+    except (ConfigError, UnknownConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if args.print_config:
@@ -93,7 +98,8 @@ def register(subparsers: Any) -> None:
         "train", help="train a model from a YAML experiment config",
         description="Train a SITS-Former model. The config has sections model, data, optim, "
         "schedule, loss, train, logging; any key can be overridden as section.key=value.")
-    p.add_argument("--config", "-c", help="YAML experiment file (defaults in code otherwise)")
+    p.add_argument("--config", "-c", help="YAML experiment file or shipped config name "
+                   "(`sitsformer config list`; defaults in code otherwise)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="dotted overrides, e.g. optim.lr=3e-4 train.epochs=50")
     p.add_argument("--resume", help="checkpoint to continue from (e.g. RUN/last.pt)")

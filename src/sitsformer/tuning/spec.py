@@ -35,6 +35,8 @@ from typing import Any
 
 import yaml
 
+from sitsformer.configs import is_shipped
+
 METHODS = ("bayes", "grid", "random")
 GOALS = ("maximize", "minimize")
 PRUNERS = ("median", "hyperband", "none")
@@ -326,7 +328,8 @@ def load_sweep_spec(config: str | os.PathLike[str] | dict[str, Any] | SweepSpec,
     """Read and validate a sweep file (or dict).
 
     Relative paths in a file (``base_config``, ``output_dir``) are resolved against the file's
-    folder; in a dict, against the current directory.
+    folder; in a dict, against the current directory. A shipped sweep file
+    (:mod:`sitsformer.configs`) takes its ``output_dir`` from the current directory.
 
     Args:
         config: path to a YAML sweep file, a dict in the same format, or a parsed spec.
@@ -401,7 +404,8 @@ def load_sweep_spec(config: str | os.PathLike[str] | dict[str, Any] | SweepSpec,
     out = Path(output_dir) if output_dir is not None else Path(
         raw.get("output_dir") or default_out)
     if not out.is_absolute() and output_dir is None and raw.get("output_dir"):
-        out = (root / out).resolve()
+        # a file shipped inside the package: results go below the current directory
+        out = ((Path.cwd() if is_shipped(source) else root) / out).resolve()
     overrides = raw.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise _err(source, "overrides", f"expected a mapping of dotted keys, found {overrides!r}")
