@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=int, default=None,
                    help="total trials of the sweep (overrides trials/count)")
     p.add_argument("--storage", default=None,
-                   help="database URL (e.g. postgresql://user:pw@host/db) overriding storage")
+                   help="database URL overriding storage, e.g. postgresql+psycopg://user:pw@"
+                        "host/db (the postgres extra); its password is never printed or saved")
     p.add_argument("--backend", choices=("optuna", "wandb"), default="optuna")
     p.add_argument("--worker", action="store_true",
                    help="only take trials from the shared study (no reports); for machines "
