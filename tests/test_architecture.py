@@ -25,7 +25,7 @@ ALLOWED = {
     "inference": {"inference", "models", "data"},
     "maps": {"maps", "data"},
     "training": {"training", "evaluation", "models", "layers", "data"},
-    "tuning": {"tuning", "training", "evaluation", "models", "data"},
+    "tuning": {"tuning", "training", "evaluation", "models", "data", "configs"},
     "configs": {"configs"},
 }
 

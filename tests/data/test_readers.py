@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 
-from sitsformer.data import (BandCountError, DataWarning, DateParseError, GeoTiffTimeSeries,
+from sitsformer.data import (BandCountError, DataError, DataWarning, DateParseError, GeoTiffTimeSeries,
                              IGNORE_INDEX, LabelError, NoClearDateError, PastisDataset,
                              SourceNotRecognizedError, collate, detect_source, open_source,
                              parse_file_date, read_csv_table, shared_data_dir)
@@ -22,8 +24,34 @@ EOPATCH = "s2_slovenia_eopatch/raw/example_data/TestEOPatch"
 def test_shared_data_dir_env(monkeypatch, tmp_path):
     monkeypatch.setenv("SITSFORMER_SHARED_DATA", str(tmp_path))
     assert shared_data_dir() == tmp_path
-    monkeypatch.delenv("SITSFORMER_SHARED_DATA")
-    assert shared_data_dir().parts[-2:] == ("shared", "data")
+    monkeypatch.setenv("SITSFORMER_SHARED_DATA", str(tmp_path / "missing"))
+    with pytest.raises(DataError, match=r"SITSFORMER_SHARED_DATA=.*missing.*not a folder"):
+        shared_data_dir()
+
+
+def test_shared_data_dir_beside_the_clone(monkeypatch, shared_data):
+    monkeypatch.delenv("SITSFORMER_SHARED_DATA", raising=False)
+    clone = Path(__file__).resolve().parents[2]
+    if shared_data.resolve() != (clone.parent / "shared" / "data").resolve():
+        pytest.skip("the example data is not beside this clone")
+    assert shared_data_dir().resolve() == shared_data.resolve()
+
+
+def test_shared_data_dir_outside_a_clone_is_a_clear_error(tmp_path):
+    # an installed copy of the module, with no clone around it (a real import of that copy)
+    import shutil
+    import subprocess
+    import sys
+
+    pkg = Path(__file__).resolve().parents[2] / "src" / "sitsformer"
+    site = tmp_path / "site"
+    shutil.copytree(pkg, site / "sitsformer", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "SITSFORMER_SHARED_DATA"}
+    env["PYTHONPATH"] = str(site)
+    r = subprocess.run([sys.executable, "-c", "from sitsformer.data import shared_data_dir; "
+                        "shared_data_dir()"], capture_output=True, text=True, env=env)
+    assert r.returncode == 1
+    assert "set SITSFORMER_SHARED_DATA=" in r.stderr and str(site / "sitsformer") in r.stderr
 
 
 def test_victoria_csv_matches_npz(shared_data):

@@ -57,6 +57,12 @@ class ToyRunner:
         return path
 
 
+def slow_toy_runner() -> ToyRunner:
+    """A factory for sweep files (``runner: toy_runner:slow_toy_runner``): each epoch takes
+    ``$TOY_SLEEP`` seconds (default 0.3), so that several workers really share the work."""
+    return ToyRunner(sleep=float(os.environ.get("TOY_SLEEP", "0.3")))
+
+
 if __name__ == "__main__":  # a worker process: run trials of the sweep file given
     from sitsformer.tuning import load_sweep_spec, run_worker
 
@@ -64,3 +70,4 @@ if __name__ == "__main__":  # a worker process: run trials of the sweep file giv
     n = run_worker(spec, ToyRunner(sleep=float(os.environ.get("TOY_SLEEP", "0.02"))),
                    progress=False)
     print(f"ran {n}")
+

@@ -2,7 +2,8 @@
 
 The data is synthetic (``sitsformer.data.make_demo_data``: class-specific seasonal curves over
 10 Sentinel-2 bands, irregular dates, clouds); it checks the whole pipeline anywhere, without
-downloads. It says nothing about accuracy on real land cover.
+downloads. It says nothing about accuracy on real land cover. The recipe is the shipped ``demo``
+config (``sitsformer config show demo``), so ``sitsformer train --config demo`` trains the same.
 """
 
 from __future__ import annotations
@@ -11,20 +12,10 @@ import argparse
 import sys
 from typing import Any
 
-# Small pixel model on 800 generated pixel series; ~1-2 minutes on 2 CPU cores.
-DEMO_CONFIG: dict[str, Any] = {
-    "model": {"variant": "sitsformer_pixel", "embed_dim": 64, "num_layers": 2, "num_heads": 4,
-              "dropout": 0.1},
-    "data": {"source": "demo", "demo_samples": 800, "split": "group", "batch_size": 64},
-    "optim": {"lr": 2e-3, "weight_decay": 0.05},
-    "schedule": {"type": "cosine", "warmup_epochs": 1, "min_lr": 1e-5},
-    "train": {"epochs": 12, "monitor": "val_oa", "early_stopping_patience": 6},
-    "logging": {"run_dir": "runs", "name": None},
-}
-
 
 def run(args: argparse.Namespace) -> int:
     from sitsformer.cli.train import print_summary
+    from sitsformer.configs import shipped_configs
     from sitsformer.training.config import ConfigError, load_config
     from sitsformer.training.experiment import run_experiment
 
@@ -33,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"train.epochs={args.epochs}")
     overrides.append(f"logging.run_dir={args.output}")
     try:
-        cfg = load_config(None, overrides, base=DEMO_CONFIG)
+        # the shipped `demo` config: `sitsformer train --config demo` is the same run
+        cfg = load_config(shipped_configs()["demo"], overrides)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

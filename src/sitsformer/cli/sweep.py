@@ -13,7 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(method, metric, parameters, base_config ...). Results go to the sweep's "
                     "output folder: trials.csv/md, best_config.yaml, plots/*.png, sweep.db.",
     )
-    p.add_argument("--config", required=True, help="sweep YAML file")
+    p.add_argument("--config", required=True,
+                   help="sweep YAML file or shipped sweep name (e.g. demo; `sitsformer config "
+                        "list`)")
     p.add_argument("--output", "--output-dir", dest="output_dir", default=None,
                    help="output folder (overrides the file's output_dir; an existing one is "
                    "continued: the sweep resumes)")
@@ -22,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=int, default=None,
                    help="total trials of the sweep (overrides trials/count)")
     p.add_argument("--storage", default=None,
-                   help="database URL (e.g. postgresql://user:pw@host/db) overriding storage")
+                   help="database URL overriding storage, e.g. postgresql+psycopg://user:pw@"
+                        "host/db (the postgres extra); its password is never printed or saved")
     p.add_argument("--backend", choices=("optuna", "wandb"), default="optuna")
     p.add_argument("--worker", action="store_true",
                    help="only take trials from the shared study (no reports); for machines "
@@ -33,10 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sitsformer.configs import UnknownConfigError, resolve_config
     from sitsformer.tuning import SweepSpecError, load_sweep_spec, run_sweep, run_worker
     from sitsformer.tuning.wandb_backend import WandbUnavailable
 
     try:
+        args.config = str(resolve_config(args.config, kind="sweep"))  # a file or shipped name
         if args.worker:
             spec = load_sweep_spec(args.config, output_dir=args.output_dir)
             if args.trials is not None:
@@ -49,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         result = run_sweep(args.config, output_dir=args.output_dir, workers=args.workers,
                            trials=args.trials, backend=args.backend, storage=args.storage,
                            progress=not args.quiet, plots=not args.no_plots)
-    except (SweepSpecError, WandbUnavailable, ValueError) as err:
+    except (SweepSpecError, UnknownConfigError, WandbUnavailable, ValueError) as err:
         print(f"sitsformer sweep: error: {err}", file=sys.stderr)
         return 2
     print(result.summary(), flush=True)

@@ -38,7 +38,8 @@ def print_summary(out: dict[str, Any]) -> None:
 
 def add_run_arguments(p: argparse.ArgumentParser, example: str) -> None:
     """The arguments ``train``, ``pretrain`` and ``finetune`` share."""
-    p.add_argument("--config", "-c", help="YAML experiment file (defaults in code otherwise)")
+    p.add_argument("--config", "-c", help="YAML experiment file or shipped config name "
+                   "(`sitsformer config list`; defaults in code otherwise)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help=f"dotted overrides, e.g. {example}")
     p.add_argument("--resume", help="checkpoint to continue from (e.g. RUN/last.pt)")
@@ -63,18 +64,22 @@ def _run_dir(args: argparse.Namespace, cfg: Any) -> Path | None:
 def run_config_command(args: argparse.Namespace, load: Callable[[], Any],
                        execute: Callable[[Any, Path | None], dict[str, Any]],
                        summary: Callable[[dict[str, Any]], None], resume_hint: str) -> int:
-    """What ``train``, ``pretrain`` and ``finetune`` share: load the config (errors name the
-    key), ``--print-config``, refuse a run folder that already holds checkpoints (unless
+    """What ``train``, ``pretrain`` and ``finetune`` share: resolve ``--config`` (a file or a
+    shipped name, see :func:`sitsformer.configs.resolve_config`), load the config (errors name
+    the key), ``--print-config``, refuse a run folder that already holds checkpoints (unless
     ``--resume`` or ``--overwrite``), run, print the summary (rank 0), and turn errors and
     signals into exit codes. ``execute(cfg, run_dir)`` runs; ``resume_hint`` is the command
     line to continue, with ``{run_dir}`` and ``{last}`` filled in."""
+    from sitsformer.configs import UnknownConfigError, resolve_config
     from sitsformer.training.config import ConfigError
     from sitsformer.training.distributed import cleanup_distributed, is_main_process
     from sitsformer.training.trainer import TrainingError
 
     try:
+        if getattr(args, "config", None):
+            args.config = str(resolve_config(args.config))  # a file, or a shipped name
         cfg = load()
-    except ConfigError as err:
+    except (ConfigError, UnknownConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if getattr(args, "quiet", False):

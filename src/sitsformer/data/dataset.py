@@ -31,14 +31,27 @@ Transform = Callable[[dict[str, Any]], dict[str, Any]]
 def shared_data_dir() -> Path:
     """Folder of the real example datasets.
 
-    Returns:
-        ``$SITSFORMER_SHARED_DATA`` when set, else ``<repo>/../shared/data`` (beside the clone).
+    Looked up in this order: ``$SITSFORMER_SHARED_DATA`` when set (it must be a folder), then
+    ``shared/data`` beside a clone of the repository (``<clone>/../shared/data``).
+
+    Raises:
+        DataError: when neither exists (an installed package has no clone beside it), saying
+            where it looked and how to point at the data.
     """
     env = os.environ.get("SITSFORMER_SHARED_DATA")
     if env:
+        if not Path(env).is_dir():
+            raise DataError(f"SITSFORMER_SHARED_DATA={env!r} is not a folder; expected the "
+                            "folder holding the example datasets (s2_victoria_igarss2019/ ...)")
         return Path(env)
-    repo = Path(__file__).resolve().parents[3]
-    return repo.parent / "shared" / "data"
+    clone = Path(__file__).resolve().parents[3]  # src/sitsformer/data/dataset.py -> <clone>
+    beside = clone.parent / "shared" / "data"
+    if (clone / "pyproject.toml").is_file() and beside.is_dir():
+        return beside
+    raise DataError(f"example data folder not found: SITSFORMER_SHARED_DATA is not set and "
+                    f"{beside} does not exist (sitsformer is installed at "
+                    f"{Path(__file__).resolve().parents[1]}, not run from a clone); set "
+                    "SITSFORMER_SHARED_DATA=/path/to/shared/data")
 
 
 def dates_to_doy(dates: np.ndarray) -> np.ndarray:

@@ -111,6 +111,7 @@ class TrainSection:
     device: str | None = None  # default: CUDA when available
     save_every: int | None = None
     threads: int | None = None  # torch.set_num_threads
+    dist_timeout_s: float | None = None  # torchrun: a collective waiting longer fails (600 s)
 
 
 @dataclass

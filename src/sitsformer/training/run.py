@@ -79,7 +79,7 @@ def setup_run(cfg: ExperimentConfig, resume: str | None, run_dir: str | Path | N
     """What every run does first: join the process group under torchrun, choose the device and
     threads, check the batch splits across processes, resolve the run folder and seed
     everything. Returns ``(device, run_path)``."""
-    device = setup_distributed()
+    device = setup_distributed(timeout_s=cfg.train.dist_timeout_s)
     if cfg.train.device:
         device = torch.device(cfg.train.device)
     if cfg.train.threads:

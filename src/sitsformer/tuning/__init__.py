@@ -6,7 +6,7 @@ the grid sampler for ``grid``, the random sampler for ``random``, a median prune
 epoch's validation metric, an SQLite file (or a database URL) shared by every worker::
 
     from sitsformer.tuning import run_sweep
-    result = run_sweep("configs/sweeps/tutorial.yaml", trials=20)
+    result = run_sweep("my_sweep.yaml", trials=20)
     print(result.summary())
 
 See ``docs/hyperparameter_search.md``.

@@ -12,6 +12,8 @@ running it with Optuna::
     seed: 0
     pruner: {type: median, n_startup_trials: 5, n_warmup_steps: 1}   # or ``none``
     storage: null                 # default: an SQLite file in output_dir; or a database URL
+    study_name: null              # default: <name or "sweep">-<hash of method/metric/parameters>
+    heartbeat_interval: 60        # seconds; a trial whose worker died is failed and run again
     output_dir: runs/sweeps/my_sweep
     parameters:
       learning_rate: {distribution: log_uniform_values, min: 1.0e-5, max: 1.0e-2}
@@ -35,9 +37,20 @@ from typing import Any
 
 import yaml
 
+from sitsformer.configs import is_shipped
+
 METHODS = ("bayes", "grid", "random")
 GOALS = ("maximize", "minimize")
 PRUNERS = ("median", "hyperband", "none")
+
+# Workers beat a heartbeat this often (seconds) unless the file says otherwise; a trial whose
+# worker stopped beating for twice as long is marked failed and queued again. 0/null/false in
+# the file turns it off; $SITSFORMER_SWEEP_HEARTBEAT changes the default.
+DEFAULT_HEARTBEAT_S = 60
+HEARTBEAT_ENV = "SITSFORMER_SWEEP_HEARTBEAT"
+# The real storage URL for a sweep file whose saved URL has its password masked.
+STORAGE_ENV = "SITSFORMER_SWEEP_STORAGE"
+MASK = "***"
 
 # Flat names (tutorial, W&B habits) -> dotted keys of the training config.
 PARAM_ALIASES: dict[str, str] = {
@@ -80,6 +93,39 @@ _WANDB_ONLY = ("program", "command", "project", "entity", "description", "run_ca
 _TOP_KEYS = ("method", "metric", "parameters", "base_config", "trials", "count", "epochs", "seed",
              "pruner", "early_terminate", "storage", "study_name", "output_dir", "name",
              "workers", "timeout", "overrides", "heartbeat_interval", "runner", *_WANDB_ONLY)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: ``postgresql+psycopg://u:***@h/db``."""
+    import re
+
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):[^@\s]*@", rf"\1:{MASK}@", str(url))
+
+
+def scrub(text: str, url: str | None) -> str:
+    """``text`` with the password of ``url`` (plain and URL-quoted) replaced by ``***``."""
+    import re
+    from urllib.parse import unquote
+
+    if not url:
+        return text
+    m = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:([^@\s]*)@", str(url))
+    if not m or not m.group(1) or m.group(1) == MASK:
+        return text
+    for secret in {m.group(1), unquote(m.group(1))}:
+        text = text.replace(secret, MASK)
+    return text
+
+
+def default_study_name(prefix: str | None, definition: dict[str, Any]) -> str:
+    """``<prefix or "sweep">-<12 hex digits>``: a readable name plus a stable hash of the sweep
+    definition (method, metric, parameters), so that two different sweep files sharing a
+    database never land in one study by accident."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps(definition, sort_keys=True, default=repr).encode())
+    return f"{prefix or 'sweep'}-{digest.hexdigest()[:12]}"
 
 
 class SweepSpecError(ValueError):
@@ -141,11 +187,11 @@ class SweepSpec:
     seed: int = 0
     pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
     storage: str | None = None
-    study_name: str = "sitsformer-sweep"
+    study_name: str = ""  # set by load_sweep_spec: default_study_name(...) unless given
     output_dir: Path = Path("runs/sweep")
     overrides: dict[str, Any] = field(default_factory=dict)
     timeout: float | None = None
-    heartbeat_interval: int | None = None
+    heartbeat_interval: int | None = DEFAULT_HEARTBEAT_S
     runner: str | None = None
     source: str = "<dict>"
     raw: dict[str, Any] = field(default_factory=dict)
@@ -173,18 +219,42 @@ class SweepSpec:
                              f"{self.method!r}")
 
     def resolved_storage(self) -> str:
-        """The storage URL; the default is ``sqlite:///<output_dir>/sweep.db``."""
+        """The storage URL; the default is ``sqlite:///<output_dir>/sweep.db``.
+
+        A URL whose password was masked when it was saved (``user:***@host``) takes the real
+        one from ``$SITSFORMER_SWEEP_STORAGE`` when that names the same database (the
+        processes ``--workers`` starts get it that way); otherwise it stays masked and the
+        database refuses it (use ``--storage URL``, or no password in the URL and
+        ``PGPASSWORD`` / ``~/.pgpass``).
+        """
         if self.storage:
+            env = os.environ.get(STORAGE_ENV)
+            if env and MASK in self.storage and mask_url(env) == self.storage:
+                return env
             return self.storage
         return f"sqlite:///{(self.output_dir / 'sweep.db').resolve()}"
+
+    def masked_storage(self) -> str:
+        """The storage URL with its password replaced by ``***`` (for printing and saving)."""
+        return mask_url(self.resolved_storage())
+
+    def definition(self) -> dict[str, Any]:
+        """What makes two sweep files the same search: method, metric and parameters (each
+        parameter's key, distribution and range or values). The default study name hashes it,
+        and a study keeps it to refuse a different sweep joining it."""
+        return {"method": self.method, "metric": {"name": self.metric_name, "goal": self.goal},
+                "parameters": {p.key: {"kind": p.kind, "values": p.values, "low": p.low,
+                                       "high": p.high, "step": p.step, "log": p.log}
+                               for p in sorted(self.parameters, key=lambda p: p.key)}}
 
     def to_dict(self) -> dict[str, Any]:
         """The sweep as a plain dict with resolved paths (workers re-read it)."""
         out = copy.deepcopy(self.raw)
         out["base_config"] = str(self.base_config) if self.base_config else None
         out["output_dir"] = str(self.output_dir.resolve())
-        out["storage"] = self.resolved_storage()
+        out["storage"] = self.masked_storage()  # never a password in a file
         out["study_name"] = self.study_name
+        out["heartbeat_interval"] = self.heartbeat_interval  # workers use the same
         out.pop("count", None)
         out["trials"] = self.n_trials()
         return out
@@ -326,7 +396,8 @@ def load_sweep_spec(config: str | os.PathLike[str] | dict[str, Any] | SweepSpec,
     """Read and validate a sweep file (or dict).
 
     Relative paths in a file (``base_config``, ``output_dir``) are resolved against the file's
-    folder; in a dict, against the current directory.
+    folder; in a dict, against the current directory. A shipped sweep file
+    (:mod:`sitsformer.configs`) takes its ``output_dir`` from the current directory.
 
     Args:
         config: path to a YAML sweep file, a dict in the same format, or a parsed spec.
@@ -401,7 +472,8 @@ def load_sweep_spec(config: str | os.PathLike[str] | dict[str, Any] | SweepSpec,
     out = Path(output_dir) if output_dir is not None else Path(
         raw.get("output_dir") or default_out)
     if not out.is_absolute() and output_dir is None and raw.get("output_dir"):
-        out = (root / out).resolve()
+        # a file shipped inside the package: results go below the current directory
+        out = ((Path.cwd() if is_shipped(source) else root) / out).resolve()
     overrides = raw.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise _err(source, "overrides", f"expected a mapping of dotted keys, found {overrides!r}")
@@ -411,9 +483,12 @@ def load_sweep_spec(config: str | os.PathLike[str] | dict[str, Any] | SweepSpec,
     timeout = raw.get("timeout")
     if timeout is not None:
         timeout = _number(source, "timeout", timeout)
-    hb = raw.get("heartbeat_interval")
-    if hb is not None:
-        hb = _positive_int(source, "heartbeat_interval", hb)
+    if "heartbeat_interval" in raw:
+        hb = raw["heartbeat_interval"]
+        hb = None if hb in (None, False, 0) else _positive_int(source, "heartbeat_interval", hb)
+    else:
+        env = os.environ.get(HEARTBEAT_ENV)
+        hb = _positive_int(HEARTBEAT_ENV, "value", int(env)) if env else DEFAULT_HEARTBEAT_S
     runner = raw.get("runner")
     if runner is not None and (not isinstance(runner, str) or ":" not in runner):
         raise _err(source, "runner", f"expected 'package.module:factory', found {runner!r}")
@@ -421,10 +496,12 @@ def load_sweep_spec(config: str | os.PathLike[str] | dict[str, Any] | SweepSpec,
         method=method, metric_name=str(metric["name"]), goal=goal, parameters=parameters,
         base_config=base_path, trials=trials, epochs=epochs, seed=seed,
         pruner=parse_pruner(source, raw), storage=raw.get("storage"),
-        study_name=str(raw.get("study_name") or raw.get("name") or "sitsformer-sweep"),
+        study_name=str(raw.get("study_name") or ""),
         output_dir=out, overrides=dict(overrides), timeout=timeout, heartbeat_interval=hb,
         runner=runner, source=source, raw=raw,
     )
+    if not spec.study_name:
+        spec.study_name = default_study_name(raw.get("name"), spec.definition())
     if method == "grid":
         try:
             spec.grid()  # raises, naming the parameter, when one is continuous

@@ -23,7 +23,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from sitsformer.tuning.spec import ParamSpec, SweepSpec
+from sitsformer.tuning.spec import ParamSpec, SweepSpec, SweepSpecError, mask_url, scrub
 
 # User attribute marking a trial that was interrupted and queued again (it no longer counts).
 RETRIED_ATTR = "retried_as"
@@ -119,17 +119,79 @@ def make_storage(spec: SweepSpec) -> optuna.storages.BaseStorage:
         return optuna.storages.RDBStorage(url, **kwargs)
 
 
+# Study user attribute holding the sweep definition (method, metric, parameters).
+DEFINITION_ATTR = "sitsformer:definition"
+SOURCE_ATTR = "sitsformer:source"
+
+
 def open_study(spec: SweepSpec) -> optuna.Study:
     """Create the study, or load it when it exists (an interrupted sweep continues).
 
     Under the sweep's lock: workers starting at the same moment on a new SQLite file would
-    otherwise race to create its tables.
+    otherwise race to create its tables. A new study records the sweep's definition; joining an
+    existing one whose definition (search space, method or metric) differs is refused.
+
+    Raises:
+        SweepSpecError: the study exists with another definition (naming both sweeps and what
+            differs), or the storage cannot be opened (the URL's password masked).
     """
-    with study_lock(spec):
-        return optuna.create_study(
-            study_name=spec.study_name, storage=make_storage(spec), sampler=make_sampler(spec),
-            pruner=make_pruner(spec), direction=spec.direction, load_if_exists=True,
-        )
+    url = spec.resolved_storage()
+    try:
+        with study_lock(spec):
+            study = optuna.create_study(
+                study_name=spec.study_name, storage=make_storage(spec),
+                sampler=make_sampler(spec), pruner=make_pruner(spec), direction=spec.direction,
+                load_if_exists=True)
+            check_definition(study, spec)
+    except SweepSpecError as err:
+        raise SweepSpecError(scrub(str(err), url)) from None
+    except Exception as err:  # noqa: BLE001 - database errors: re-raised with the password out
+        raise SweepSpecError(scrub(f"cannot open sweep study {spec.study_name!r} in storage "
+                                   f"{mask_url(url)}: {type(err).__name__}: {err}", url)) from None
+    return study
+
+
+def check_definition(study: optuna.Study, spec: SweepSpec) -> None:
+    """Record the sweep definition on a new study; refuse a study made by a different sweep."""
+    import json
+
+    ours = json.loads(json.dumps(spec.definition(), default=repr))
+    attrs = study.user_attrs
+    if DEFINITION_ATTR not in attrs:
+        if study.get_trials(deepcopy=False):
+            raise SweepSpecError(
+                f"{spec.source}: study {spec.study_name!r} in {spec.masked_storage()} already "
+                "has trials but no sweep definition (not made by sitsformer sweep); give "
+                "another study_name")
+        study.set_user_attr(DEFINITION_ATTR, ours)
+        study.set_user_attr(SOURCE_ATTR, spec.source)
+        return
+    theirs = attrs[DEFINITION_ATTR]
+    if theirs == ours:
+        return
+    diff = []
+    for key in ("method", "metric"):
+        if theirs.get(key) != ours.get(key):
+            diff.append(f"{key}: {theirs.get(key)} vs {ours.get(key)}")
+    tp, op = theirs.get("parameters", {}), ours.get("parameters", {})
+    for key in sorted(set(tp) | set(op)):
+        if tp.get(key) != op.get(key):
+            diff.append(f"parameters.{key}: {_short_param(tp.get(key))} vs "
+                        f"{_short_param(op.get(key))}")
+    raise SweepSpecError(
+        f"study {spec.study_name!r} in {spec.masked_storage()} belongs to another sweep: it was "
+        f"made by {attrs.get(SOURCE_ATTR, '?')}, this is {spec.source}; they differ in "
+        + "; ".join(diff) + ". Give this sweep its own study_name (or leave study_name unset: "
+        "the default name is derived from the sweep definition)")
+
+
+def _short_param(p: dict[str, Any] | None) -> str:
+    if p is None:
+        return "absent"
+    if p.get("kind") in ("categorical", "constant"):
+        return f"{p['kind']} {p.get('values')}"
+    return f"{p.get('kind')} [{p.get('low')}, {p.get('high')}]" + (
+        f" step {p['step']}" if p.get("step") else "")
 
 
 @contextlib.contextmanager

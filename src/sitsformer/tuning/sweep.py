@@ -8,7 +8,8 @@ worker processes sharing the study's storage, then writes the results into ``out
   ``sitsformer train --config best_config.yaml``;
 * ``best.json``: the best trial's number, value and parameters;
 * ``plots/*.png``: optimisation history, per-epoch curves, parameter importances;
-* ``sweep.yaml``: the resolved sweep (absolute paths, storage URL) the workers read;
+* ``sweep.yaml``: the resolved sweep (absolute paths, storage URL with any password masked)
+  the workers read;
 * ``sweep.db``: the SQLite study (unless ``storage`` names another database);
 * ``trials/trial_NNNN/``: each trial's training run.
 """
@@ -29,7 +30,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from sitsformer.tuning.objective import InvalidTrialConfig, TrialRunner, run_trial, trial_overrides
-from sitsformer.tuning.spec import SweepSpec, SweepSpecError, load_sweep_spec
+from sitsformer.tuning.spec import STORAGE_ENV, SweepSpec, SweepSpecError, load_sweep_spec
 from sitsformer.tuning.study import acquire_trial, counted_trials, open_study
 
 BACKENDS = ("optuna", "wandb")
@@ -151,7 +152,7 @@ def write_results(spec: SweepSpec, study: optuna.Study | None = None,
     (out / "best.json").write_text(json.dumps(info, indent=2, default=str))
     plot_paths = save_plots(study, spec, out / "plots") if plots else {}
     return SweepResult(
-        study_name=spec.study_name, storage=spec.resolved_storage(), output_dir=out,
+        study_name=spec.study_name, storage=spec.masked_storage(), output_dir=out,
         n_trials=len(df), counts=counts,
         best_number=best.number if best else None, best_value=best.value if best else None,
         best_params=dict(best.params) if best else {}, best_config=best_cfg,
@@ -159,9 +160,14 @@ def write_results(spec: SweepSpec, study: optuna.Study | None = None,
     )
 
 
-def _spawn_workers(spec_path: Path, workers: int, progress: bool) -> None:
-    """Start ``workers`` ``sitsformer sweep --worker`` processes and wait for all of them."""
+def _spawn_workers(spec_path: Path, workers: int, progress: bool, storage: str) -> None:
+    """Start ``workers`` ``sitsformer sweep --worker`` processes and wait for all of them.
+
+    ``sweep.yaml`` holds the storage URL with its password masked; the workers get the real one
+    through their environment (:data:`~sitsformer.tuning.spec.STORAGE_ENV`), never a file or
+    their command line."""
     env = dict(os.environ)
+    env[STORAGE_ENV] = storage
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
     cmd = [sys.executable, "-m", "sitsformer.cli", "sweep", "--config", str(spec_path),
            "--worker", *([] if progress else ["--quiet"])]
@@ -245,7 +251,7 @@ def run_sweep(config_or_path: str | os.PathLike[str] | dict[str, Any] | SweepSpe
             raise SweepSpecError("a runner object runs in this process only: use workers=1, "
                                  "or name it in the sweep file (runner: 'module:factory') so "
                                  "that worker processes can build their own")
-        _spawn_workers(spec_path, workers, progress)
+        _spawn_workers(spec_path, workers, progress, spec.resolved_storage())
     return write_results(spec, study, runner, plots=plots)
 
 
