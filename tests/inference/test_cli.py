@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from conftest import EOPATCH, SEN2R_ROI, tiny_config, write_checkpoint
+from inference_helpers import EOPATCH, SEN2R_ROI, tiny_config, write_checkpoint
 
 from sitsformer.cli import main
 from sitsformer.evaluation import ClassificationMetrics

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from conftest import SEN2R_ROI, tiny_config
+from inference_helpers import SEN2R_ROI, tiny_config, write_checkpoint
 
 from sitsformer.data import InputSpec, collate
 from sitsformer.data.dataset import RasterPixelDataset
@@ -179,8 +179,6 @@ def test_rasters_on_different_grids_are_refused(tmp_path, slovenia_model, capsys
                            transform=from_origin(700000, 5e6, 10, 10)) as ds:
             ds.write(np.full((1, 4, 4), 5000, np.int16))
     ckpt = tmp_path / "m.pt"
-    from conftest import write_checkpoint
-
     write_checkpoint(ckpt, slovenia_model, bands=["NDVI"], scale=10000.0)
     rc = main(["predict", "--checkpoint", str(ckpt), "--input", str(folder), "--output",
                str(tmp_path / "map.tif"), "--quiet"])

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import regions, write_raster
+from maps_helpers import regions, write_raster
 
 from sitsformer.cli import main
 from sitsformer.maps import (

@@ -9,7 +9,7 @@ import sys
 import dask.array as da
 import numpy as np
 import pytest
-from conftest import TRANSFORM, probabilities, read, regions, write_raster
+from maps_helpers import TRANSFORM, probabilities, read, regions, write_raster
 
 from sitsformer.cli import main
 from sitsformer.maps import bayes_smooth, smooth_raster

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import TRANSFORM, probabilities, read, regions, write_raster
+from maps_helpers import TRANSFORM, probabilities, read, regions, write_raster
 
 from sitsformer.cli import main
 from sitsformer.maps import read_points, uncertainty, uncertainty_raster
