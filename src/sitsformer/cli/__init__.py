@@ -13,7 +13,8 @@ import sys
 
 # Command modules, in the order ``--help`` lists them. A module that is not present yet is
 # skipped, so commands can be added one module at a time.
-COMMAND_MODULES = ["demo", "data", "train", "evaluate", "predict", "pretrain", "finetune", "sweep"]
+COMMAND_MODULES = ["demo", "data", "train", "evaluate", "predict", "pretrain", "finetune", "sweep",
+                   "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:
