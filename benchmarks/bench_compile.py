@@ -8,14 +8,16 @@ is timed in the same process, alternating eager and compiled, for
 * **inference** (eval-mode forward under ``torch.no_grad``; fp32).
 
 The compiled model is ``torch.compile(model, fullgraph=True)`` (inductor; the model has no graph
-break). Compile time (the first calls) is reported separately and is not in the samples/s.
-Each timing is the median of ``--steps`` steps after ``--warmup`` steps; eager and compiled
-runs alternate ``--rounds`` times and the medians over rounds are reported with their ratio.
+break). Compile time (the first call; shorter when inductor's on-disk cache already has the
+kernels) is reported separately and is not in the samples/s. After ``--warmup`` calls of each,
+eager and compiled steps alternate one by one (``--steps`` pairs, the order flipped every
+pair), so both see the same machine load; the table gives the median samples/s of each and the
+median of the per-pair ratios compiled / eager.
 
 Usage::
 
-    python benchmarks/bench_compile.py                     # batch 64, fp32 + bf16, 2 rounds
-    python benchmarks/bench_compile.py --batch 128 --steps 5 --rounds 3 --dtypes fp32
+    python benchmarks/bench_compile.py                     # batch 64, fp32 + bf16, 10 pairs
+    python benchmarks/bench_compile.py --batch 128 --steps 20 --dtypes fp32
 
 GENERATED data only (random tensors).
 """
@@ -49,16 +51,20 @@ def _autocast(dtype: str) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
-def timed(fn: Callable[[], Any], steps: int, warmup: int) -> float:
-    """Median seconds of ``fn`` over ``steps`` calls after ``warmup`` calls."""
+def paired_times(fns: dict[str, Callable[[], Any]], steps: int, warmup: int
+                 ) -> dict[str, list[float]]:
+    """Seconds per call of each function, calls alternating one by one (order flipped every
+    pair) after ``warmup`` calls of each."""
     for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for i in range(steps):
+        for kind in (list(fns) if i % 2 == 0 else list(reversed(fns))):
+            t0 = time.perf_counter()
+            fns[kind]()
+            times[kind].append(time.perf_counter() - t0)
+    return times
 
 
 def main() -> None:
@@ -66,9 +72,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seq-len", type=int, default=50)
     parser.add_argument("--dtypes", default="fp32,bf16")
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10, help="eager/compiled pairs timed")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -110,14 +115,13 @@ def main() -> None:
         t0 = time.perf_counter()
         fns["compiled"]()  # the first call compiles
         compile_s = time.perf_counter() - t0
-        results: dict[str, list[float]] = {"eager": [], "compiled": []}
-        for _ in range(args.rounds):
-            for kind, fn in fns.items():
-                results[kind].append(args.batch / timed(fn, args.steps, args.warmup))
-        eager = statistics.median(results["eager"])
-        comp = statistics.median(results["compiled"])
-        rows.append((name, eager, comp, comp / eager, compile_s))
-        print(f"  {name}: eager {results['eager']}, compiled {results['compiled']} samples/s",
+        times = paired_times(fns, args.steps, args.warmup)
+        eager = args.batch / statistics.median(times["eager"])
+        comp = args.batch / statistics.median(times["compiled"])
+        ratio = statistics.median(e / c for e, c in zip(times["eager"], times["compiled"]))
+        rows.append((name, eager, comp, ratio, compile_s))
+        print(f"  {name}: per-pair ratios "
+              f"{[round(e / c, 2) for e, c in zip(times['eager'], times['compiled'])]}",
               flush=True)
     print(f"{'case':<14}{'eager/s':>10}{'compiled/s':>12}{'ratio':>8}{'compile s':>11}")
     print("-" * 55)
