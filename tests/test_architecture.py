@@ -24,7 +24,7 @@ ALLOWED = {
     "evaluation": {"evaluation", "models", "data"},
     "inference": {"inference", "models", "data"},
     "maps": {"maps", "data"},
-    "training": {"training", "evaluation", "models", "layers", "data"},
+    "training": {"training", "evaluation", "models", "layers", "data", "configs"},
     "tuning": {"tuning", "training", "evaluation", "models", "data", "configs"},
     "configs": {"configs"},
 }

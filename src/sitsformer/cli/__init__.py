@@ -15,7 +15,7 @@ import sys
 # skipped, so commands can be added one module at a time.
 COMMAND_MODULES = ["demo", "data", "train", "evaluate", "predict", "smooth", "uncertainty",
                    "sample_design", "assess", "pretrain", "finetune", "sweep", "benchmark",
-                   "config"]
+                   "export", "config"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,9 +53,10 @@ class MaskedSelfAttention(nn.Module):
         attn_mask = None
         if valid is not None:
             # A row with no valid key would softmax over nothing (NaN): let it see every key.
+            # The mask is always applied, also when every key is valid: no data-dependent
+            # branch, so torch.compile / torch.export keep one graph with the mask as an input.
             valid = valid | ~valid.any(dim=1, keepdim=True)
-            if not bool(valid.all()):
-                attn_mask = valid[:, None, None, :]  # (B, 1, 1, L), True = attend
+            attn_mask = valid[:, None, None, :]  # (B, 1, 1, L), True = attend
         dropout_p = self.attn_drop if self.training else 0.0
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             # PyTorch's CPU flash attention is 2-3x slower in bf16 than in fp32 at these sizes

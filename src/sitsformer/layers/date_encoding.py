@@ -60,6 +60,10 @@ class DateEncoding(nn.Module):
 
     def forward(self, positions: torch.Tensor) -> torch.Tensor:
         if self.table is not None:
+            if torch.compiler.is_compiling():
+                # Under torch.compile / torch.export the range check (a value-dependent host
+                # synchronisation) is left out so that the graph stays whole; eager runs keep it.
+                return self.table(positions.long())
             lo, hi = int(positions.min()), int(positions.max())
             if lo < 0 or hi > 366:
                 raise ValueError(

@@ -70,6 +70,18 @@ class Conv3dEmbed(nn.Module):
         self.num_features = channels[1] * out[0] * out[1] * out[1]
         self.proj = nn.Linear(self.num_features, embed_dim)
         self.fast = True  # matmuls instead of nn.Conv3d (same numbers)
+        # The volumes' sizes are fixed by the configuration, so the dense maps' gather indices
+        # are built here once (non-persistent buffers: they follow .to(device), stay out of the
+        # state dict, and forward has no Python-side index building for torch.compile/export).
+        size = (in_channels, patch_size, patch_size)
+        self._dense_sizes: list[tuple[int, int, int]] = []
+        for i, conv in enumerate((self.conv[0], self.conv[2])):
+            cheap = _dense_is_cheap(conv.weight, size, conv.padding)
+            index = (_dense_index.__wrapped__(size, conv.kernel_size, conv.padding,
+                                              torch.device("cpu")) if cheap else None)
+            self.register_buffer(f"dense_index_{i}", index, persistent=False)
+            self._dense_sizes.append(size)
+            size = _out_size(size, conv.kernel_size, conv.padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.patch_size
@@ -86,12 +98,13 @@ class Conv3dEmbed(nn.Module):
         for i, conv in enumerate((self.conv[0], self.conv[2])):
             last = i == 1
             in_size = tuple(hid.shape[1:4])
-            if _dense_is_cheap(conv.weight, in_size, conv.padding):
+            index = getattr(self, f"dense_index_{i}")
+            if index is not None and in_size == self._dense_sizes[i]:
                 # A convolution over a tiny volume is a small dense linear map: one well-shaped
                 # matrix multiply (a few times the convolution's FLOPs, still far faster than
                 # the convolution kernels or im2col on CPU, above all in bf16).
                 weight, bias = conv3d_dense_weight(conv.weight, conv.bias, in_size, conv.padding,
-                                                   channels_last_out=not last)
+                                                   channels_last_out=not last, index=index)
                 out = F.relu(F.linear(hid.flatten(1), weight, bias))
                 if not last:
                     out = out.view(hid.shape[0], *_out_size(in_size, conv.kernel_size,
@@ -176,7 +189,7 @@ def _dense_index(in_size: tuple[int, int, int], kernel: tuple[int, int, int],
 
 def conv3d_dense_weight(weight: torch.Tensor, bias: torch.Tensor | None,
                         in_size: tuple[int, ...], padding: tuple[int, ...],
-                        channels_last_out: bool = False
+                        channels_last_out: bool = False, index: torch.Tensor | None = None
                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A stride-1 3-D convolution over a fixed-size volume as one ``nn.Linear``-style map.
 
@@ -186,6 +199,7 @@ def conv3d_dense_weight(weight: torch.Tensor, bias: torch.Tensor | None,
         in_size: ``(D, H, W)`` of the input volume.
         padding: zeros on both sides of each axis.
         channels_last_out: order the outputs ``(d' h' w' c)`` instead of ``(c d' h' w')``.
+        index: the gather index for these sizes (:func:`_dense_index`), when already built.
 
     Returns:
         ``(W, b)`` with ``W (C_out * D' * H' * W', D * H * W * C_in)``: applied with
@@ -194,7 +208,8 @@ def conv3d_dense_weight(weight: torch.Tensor, bias: torch.Tensor | None,
         with respect to ``weight`` and ``bias`` (a gather of the kernel).
     """
     c_out, c_in, *kernel = weight.shape
-    index = _dense_index(tuple(in_size), tuple(kernel), tuple(padding), weight.device)
+    if index is None:
+        index = _dense_index(tuple(in_size), tuple(kernel), tuple(padding), weight.device)
     n_out, n_in = index.shape
     # (kernel offsets + one zero slot, C_out, C_in)
     table = rearrange(weight, "o i a b c -> (a b c) o i")

@@ -194,7 +194,7 @@ class SITSFormer(nn.Module):
                 return dates.to(device) - self._reference_day
         elif doy is not None:
             return doy.to(device)
-        if not self._warned_no_doy:
+        if not self._warned_no_doy and not torch.compiler.is_compiling():
             needed = "dates" if self.config.date_encoding == "days_since" else "doy"
             warnings.warn(
                 f"SITSFormer got no {needed!r}: using the date index 1..T as the date position. "

@@ -191,6 +191,7 @@ def fit_and_test(cfg: ExperimentConfig, model: Any, optimizer: Any, scheduler: A
             trainer.model_without_ddp.load_state_dict(
                 load_checkpoint(best, map_location=device)["model_state_dict"])
         test = trainer.evaluate(test_loader, prefix="test")
+        trainer.log_test(test, result["best_epoch"])
         out["test"] = test
         if is_main_process():
             (run_path / "test_metrics.json").write_text(json.dumps(

@@ -5,6 +5,14 @@
 ``tensorboard/`` (when ``tensorboard=True``), logs to W&B (``wandb=True``; needs the ``wandb``
 package, and ``WANDB_MODE=offline`` works without an account) and redraws ``curves.png`` (loss,
 accuracy and learning rate per epoch).
+
+Per optimizer update it also writes ``step/train_loss`` and ``step/lr`` (TensorBoard: under
+``tensorboard/steps/``, a second run in TensorBoard's list, at step = the number of updates so
+far; W&B: against ``global_step``), and the test metrics of the best checkpoint go to both
+under ``test/*`` (:meth:`RunLogger.log_test`). The W&B run id is kept in ``wandb_run_id.txt``
+in the run folder (and in the trainer's checkpoints): a resumed run continues the same W&B run
+(``wandb.init(id=..., resume="allow")``), and resumed TensorBoard logs drop what was written
+after the checkpoint (``purge_step``: later epochs, later updates).
 """
 
 from __future__ import annotations
@@ -32,12 +40,20 @@ class RunLogger:
         wandb_project: W&B project name.
         config: the resolved config, given to W&B.
         plots: redraw ``curves.png`` after every epoch.
-        resume: keep the existing metrics files, dropping records after ``resume`` epochs.
+        resume_epoch: keep the existing metrics files, dropping records after this many
+            epochs (a resumed run); also continues the W&B run of ``wandb_run_id.txt``.
+        resume_step: the resumed run's optimizer updates so far: TensorBoard step scalars of
+            later updates (written after the checkpoint) are dropped.
+        wandb_id: the W&B run to continue (default: from ``wandb_run_id.txt`` when resuming,
+            else a new one).
     """
+
+    WANDB_ID_FILE = "wandb_run_id.txt"
 
     def __init__(self, run_dir: str | Path, tensorboard: bool = True, wandb: bool = False,
                  wandb_project: str = "sitsformer", config: dict[str, Any] | None = None,
-                 plots: bool = True, resume_epoch: int | None = None):
+                 plots: bool = True, resume_epoch: int | None = None,
+                 resume_step: int | None = None, wandb_id: str | None = None):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.jsonl = self.run_dir / "metrics.jsonl"
@@ -48,11 +64,16 @@ class RunLogger:
         self._rewrite()
         self.plots = plots
         self.tb = None
+        self.tb_steps = None  # per-update scalars, opened at the first update
+        self._steps_purge = resume_step + 1 if resume_step is not None else None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+            purge = resume_epoch + 1 if resume_epoch is not None else None
+            self.tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=purge)
         self.wandb_run = None
+        self.wandb_run_id: str | None = None
+        self._wandb_defined: set[str] = set()
         if wandb:
             try:
                 import wandb as wandb_lib
@@ -61,8 +82,26 @@ class RunLogger:
                     "logging.wandb=true needs the 'wandb' package (pip install wandb); "
                     "set WANDB_MODE=offline to log without an account"
                 ) from err
+            id_file = self.run_dir / self.WANDB_ID_FILE
+            if wandb_id is None and resume_epoch is not None and id_file.is_file():
+                wandb_id = id_file.read_text().strip() or None
             self.wandb_run = wandb_lib.init(project=wandb_project, config=config or {},
-                                            dir=str(self.run_dir), name=self.run_dir.name)
+                                            dir=str(self.run_dir), name=self.run_dir.name,
+                                            id=wandb_id, resume="allow" if wandb_id else None)
+            self.wandb_run_id = self.wandb_run.id
+            id_file.write_text(self.wandb_run_id + "\n")
+            # Epoch records are plotted against "epoch", update records against "global_step".
+            self.wandb_run.define_metric("global_step")
+            self.wandb_run.define_metric("step/*", step_metric="global_step")
+            self.wandb_run.define_metric("epoch")
+
+    def _wandb_log(self, record: dict[str, Any], axis: str) -> None:
+        for key in record:
+            if key not in self._wandb_defined and key not in ("epoch", "global_step") \
+                    and not key.startswith("step/"):
+                self.wandb_run.define_metric(key, step_metric=axis)
+                self._wandb_defined.add(key)
+        self.wandb_run.log(record)
 
     def _rewrite(self) -> None:
         self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in self.records))
@@ -87,10 +126,44 @@ class RunLogger:
                 if k != "epoch" and isinstance(v, (int, float)) and math.isfinite(v):
                     self.tb.add_scalar(k.replace("_", "/", 1), v, step)
             self.tb.flush()
+        if self.tb_steps is not None:
+            self.tb_steps.flush()
         if self.wandb_run is not None:
-            self.wandb_run.log(record, step=step)
+            self._wandb_log(record, "epoch")
         if self.plots:
             self.plot()
+
+    def log_step(self, step: int, loss: float, lr: float) -> None:
+        """One optimizer update: its training loss and the learning rate it used, at
+        ``step`` = the number of updates so far (1, 2, ...). TensorBoard tags
+        ``step/train_loss`` and ``step/lr``; W&B the same keys against ``global_step``."""
+        values = {"step/train_loss": float(loss), "step/lr": float(lr)}
+        if self.tb is not None:
+            if self.tb_steps is None:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb_steps = SummaryWriter(log_dir=str(self.run_dir / "tensorboard" / "steps"),
+                                              purge_step=self._steps_purge)
+            for k, v in values.items():
+                if math.isfinite(v):
+                    self.tb_steps.add_scalar(k, v, step)
+        if self.wandb_run is not None:
+            self.wandb_run.log({**values, "global_step": int(step)})
+
+    def log_test(self, metrics: dict[str, Any], epoch: int | None = None) -> None:
+        """The test metrics (keys ``test_*``) of the checkpoint chosen at ``epoch``: TensorBoard
+        tags ``test/*`` at that epoch, W&B keys ``test_*`` (logged and in the run summary)."""
+        values = {k: float(v) for k, v in metrics.items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        step = int(epoch or 0)
+        if self.tb is not None:
+            for k, v in values.items():
+                if math.isfinite(v):
+                    self.tb.add_scalar(k.replace("_", "/", 1), v, step)
+            self.tb.flush()
+        if self.wandb_run is not None:
+            self._wandb_log({**values, "epoch": step}, "epoch")
+            self.wandb_run.summary.update(values)
 
     def plot(self) -> Path | None:
         """Draw loss, accuracy and learning rate per epoch to ``curves.png``."""
@@ -130,5 +203,7 @@ class RunLogger:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+        if self.tb_steps is not None:
+            self.tb_steps.close()
         if self.wandb_run is not None:
             self.wandb_run.finish()

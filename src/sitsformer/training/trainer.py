@@ -154,6 +154,8 @@ class SITSFormerTrainer:
         self.history: list[dict[str, Any]] = []
         self._progress_state: dict[str, Any] | None = None
         self._stop_signal: int | None = None
+        self._logger: RunLogger | None = None  # set during fit (rank 0 with a run_dir)
+        self.wandb_run_id: str | None = None  # kept in checkpoints: a resumed run continues it
 
     # ------------------------------------------------------------------------------ helpers
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -199,6 +201,7 @@ class SITSFormerTrainer:
             "input_spec": self.input_spec,
             "task": getattr(self.task, "name", type(self.task).__name__),
             "history": self.history,
+            "wandb_run_id": self.wandb_run_id,
         }
 
     def save(self, name: str, progress: dict[str, Any] | None = None) -> Path | None:
@@ -226,6 +229,7 @@ class SITSFormerTrainer:
         self.bad_epochs = int(ckpt.get("bad_epochs", 0))
         self.history = list(ckpt.get("history", []))
         self._progress_state = ckpt.get("epoch_progress")
+        self.wandb_run_id = ckpt.get("wandb_run_id") or self.wandb_run_id
         if ckpt.get("rng_state") is not None:
             set_rng_state(ckpt["rng_state"])
         return ckpt
@@ -259,6 +263,7 @@ class SITSFormerTrainer:
                     break
                 sizes = [int(b["sequence"].shape[0]) for b in window]
                 bad: tuple[int, float] | None = None
+                update_loss, update_count = 0.0, 0
                 for j, batch in enumerate(window):
                     batch = _to_device(batch, self.device)
                     last = j == len(window) - 1
@@ -275,6 +280,8 @@ class SITSFormerTrainer:
                     n = int(out.get("count", sizes[j]))
                     sums["loss_sum"] += value * n if math.isfinite(value) else 0.0
                     sums["count"] += n
+                    update_loss += value * n if math.isfinite(value) else 0.0
+                    update_count += n
                     sums["correct"] += int(out.get("correct", 0))
                     sums["excluded"] += int(out.get("excluded", 0))
                     sums["samples"] += sizes[j]
@@ -301,6 +308,10 @@ class SITSFormerTrainer:
                     self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.global_step += 1
+                step_loss = update_loss / max(update_count, 1)
+                step_lr = self.lr()  # the rate this update used (before the scheduler steps)
+                if self._logger is not None:
+                    self._logger.log_step(self.global_step, step_loss, step_lr)
                 if self.scheduler is not None and self.scheduler_interval == "step" and not \
                         isinstance(self.scheduler, ReduceLROnPlateau):
                     self.scheduler.step()
@@ -309,7 +320,9 @@ class SITSFormerTrainer:
                 cnt = max(sums["count"], 1)
                 bar.set_postfix(loss=f"{sums['loss_sum'] / cnt:.4f}",
                                 acc=f"{100 * sums['correct'] / cnt:.1f}%", lr=f"{self.lr():.2e}")
-                self._emit("step_end", {"epoch": epoch, "batch": batch_index})
+                self._emit("step_end", {"epoch": epoch, "batch": batch_index,
+                                        "global_step": self.global_step, "loss": step_loss,
+                                        "lr": step_lr})
                 stop = float(self._stop_signal is not None)
                 if is_distributed():
                     stop = float(all_reduce_sum([stop], self.device)[0])
@@ -353,6 +366,20 @@ class SITSFormerTrainer:
                            for k, v in self.task.compute_metrics(metrics).items()})
         model.train(was_training)
         return result
+
+    def log_test(self, metrics: dict[str, Any], epoch: int | None = None) -> None:
+        """Add test metrics (``test_*``, e.g. from ``evaluate(loader, "test")``) of the
+        checkpoint of ``epoch`` to the run's TensorBoard and W&B logs (the same W&B run as
+        :meth:`fit`). No-op off rank 0, without ``run_dir`` or without either tracker."""
+        if self.run_dir is None or not is_main_process() or not (
+                self.tracking["tensorboard"] or self.tracking["wandb"]):
+            return
+        logger = RunLogger(self.run_dir, config=self.config, resume_epoch=self.epoch,
+                           wandb_id=self.wandb_run_id, **{**self.tracking, "plots": False})
+        try:
+            logger.log_test(metrics, epoch)
+        finally:
+            logger.close()
 
     # ------------------------------------------------------------------------------ fit
     def _install_signals(self) -> dict[int, Any]:
@@ -399,7 +426,12 @@ class SITSFormerTrainer:
         logger = None
         if self.run_dir is not None and is_main_process():
             logger = RunLogger(self.run_dir, config=self.config,
-                               resume_epoch=self.epoch if resume_from else None, **self.tracking)
+                               resume_epoch=self.epoch if resume_from else None,
+                               resume_step=self.global_step if resume_from else None,
+                               wandb_id=self.wandb_run_id if resume_from else None,
+                               **self.tracking)
+            self.wandb_run_id = logger.wandb_run_id
+        self._logger = logger
         self._stop_signal = None
         old = self._install_signals()
         status = "completed"
@@ -455,6 +487,7 @@ class SITSFormerTrainer:
         finally:
             for sig, h in old.items():
                 signal.signal(sig, h)
+            self._logger = None
             if logger is not None:
                 logger.close()
         return {"status": status, "epochs": self.epoch, "global_step": self.global_step,

@@ -1,0 +1,54 @@
+"""``sitsformer export``: write a checkpoint's model as an ONNX file or a ``torch.export`` program.
+
+The exported model keeps the date mask as an input and takes any batch size and any number of
+dates up to the model's ``max_seq_len``; see :mod:`sitsformer.models.export` for its inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from sitsformer.models.export import EXPORT_FORMATS, export_input_names, export_model
+    from sitsformer.models import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not Path(args.checkpoint).is_file():
+        print(f"error: checkpoint {args.checkpoint} not found", file=sys.stderr)
+        return 1
+    if args.format not in EXPORT_FORMATS:  # argparse checks too; kept for direct calls
+        print(f"error: --format must be one of {EXPORT_FORMATS}, got {args.format!r}",
+              file=sys.stderr)
+        return 2
+    try:
+        model, _ = load_model(args.checkpoint)
+        path = export_model(model, args.output, args.format)
+    except (ImportError, KeyError, ValueError) as err:
+        print(f"error: exporting {args.checkpoint}: {err}", file=sys.stderr)
+        return 1
+    names = ", ".join(export_input_names(model))
+    print(f"wrote {args.format} model to {path} (inputs: {names}; output: logits "
+          f"(B, {model.config.num_classes}); up to {model.config.max_seq_len} dates)")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "export", help="export a checkpoint's model to ONNX or a torch.export program",
+        description="Rebuild the model from a checkpoint and write it as an ONNX file "
+        "(--format onnx, needs the 'onnx' extra) or a torch.export program (--format "
+        "exported-program, load with torch.export.load(FILE).module()). Inputs: sequences "
+        "(B, T, C, H, W) float32, masks (B, T) bool (True = valid date), doy (B, T) int64 "
+        "(dates, days since 1970-01-01, for date_encoding=days_since); batch and T are dynamic.")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file (best.pt, last.pt)")
+    p.add_argument("--format", required=True, choices=["onnx", "exported-program"])
+    p.add_argument("--output", required=True, help="file to write (e.g. model.onnx, model.pt2)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.set_defaults(func=run)
