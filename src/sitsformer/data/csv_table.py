@@ -112,8 +112,8 @@ def _scan_rows(f: Path, header: bool | None) -> tuple[bool, int, int]:
         first = next(reader, None)
         if first is None:
             raise DataError(f"{f}: the file is empty")
-        if header is None:  # a header row has at least one field that is not a number
-            header = not all(_is_number(v) for v in first)
+        if header is None:  # a header row: most fields are not numbers (a row of data with a
+            header = sum(not _is_number(v) for v in first) > len(first) / 2  # class name: few)
         n = len(first)
         rows = 0 if header else 1
         for line_no, row in enumerate(reader, start=2):
@@ -141,7 +141,8 @@ def _parse_date(d: str, where: str) -> np.datetime64:
 
 
 def _rows_text(names: list[str], idx: np.ndarray, values: np.ndarray) -> str:
-    shown = [f"{names[i]} ({values[i]!r})" for i in idx[:5]]
+    shown = [f"{names[i]} ({v.item() if isinstance(v, np.generic) else v!r})"
+             for i, v in ((i, values[i]) for i in idx[:5])]
     more = f" and {len(idx) - 5} more" if len(idx) > 5 else ""
     return ", ".join(shown) + more
 
@@ -251,7 +252,7 @@ def read_csv_table(path: str | Path, *, label_column: str | None = None,
         coord_columns: two columns of sample coordinates (default ``lon,lat``,
             ``longitude,latitude`` or ``x,y``); they become ``coords`` (spatial splits).
         ignore_columns: columns to leave out although their name looks like a value column.
-        header: whether line 1 is a header (default: it is when a field is not a number).
+        header: whether line 1 is a header (default: it is when most fields are not numbers).
             Without a header, column 1 is the class, column 2 the polygon/field id.
         n_bands, n_dates, bands: for positional value columns, give one (``bands`` may be
             ``"s2"`` = the 10 Sentinel-2 bands B2..B12, or comma-separated names); a value
@@ -322,7 +323,8 @@ def read_csv_table(path: str | Path, *, label_column: str | None = None,
     # ---- labels: names and/or codes
     label_like = [lower[c] for c in LABEL_COLUMNS if c in lower and lower[c] not in taken]
     if label_column is None and code_column is None and label_like:
-        kinds = {c: "name" if df[c].dtype == object else "code" for c in label_like}
+        kinds = {c: "code" if pd.api.types.is_numeric_dtype(df[c]) else "name"
+                 for c in label_like}
         name_cols = [c for c in label_like if kinds[c] == "name"]
         code_cols = [c for c in label_like if kinds[c] == "code"]
         if len(name_cols) > 1 or len(code_cols) > 1:
@@ -330,7 +332,8 @@ def read_csv_table(path: str | Path, *, label_column: str | None = None,
                             "(class names) and/or code_column= (integer codes)")
         label_column = name_cols[0] if name_cols else None
         code_column = code_cols[0] if code_cols else None
-    elif label_column is not None and code_column is None and df[label_column].dtype != object:
+    elif label_column is not None and code_column is None and pd.api.types.is_numeric_dtype(
+            df[label_column]):
         label_column, code_column = None, label_column
     for c in (label_column, code_column):
         if c is not None:
