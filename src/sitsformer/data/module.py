@@ -100,7 +100,7 @@ def read_split_file(path: str | Path, ids: np.ndarray) -> np.ndarray:
     bad = {k: v for k, v in mapping.items() if v.strip().lower() not in SPLIT_VALUES}
     if bad:
         raise DataError(f"{path}: split values must be train/val/test; found {list(bad.items())[:3]}")
-    missing = [i for i in ids if i not in mapping]
+    missing = [str(i) for i in ids if i not in mapping]
     extra = sorted(set(mapping) - set(ids.tolist()))
     if missing or extra:
         raise DataError(f"{path}: {len(missing)} sample id(s) of the data are not in the file "
