@@ -92,8 +92,11 @@ def evaluate_model(model: nn.Module, dataset: Dataset, *, spec: InputSpec | None
     model.eval().to(dev)
     autocast = (torch.autocast(dev.type, dtype=torch.bfloat16) if precision == "bf16"
                 else contextlib.nullcontext())
+    # one process scores the whole dataset: no sync with other ranks (train's test report
+    # runs on rank 0 only)
     metrics = ClassificationMetrics(cfg.num_classes, ignore_index=IGNORE_INDEX,
-                                    class_names=[str(n) for n in names]).to(dev)
+                                    class_names=[str(n) for n in names],
+                                    sync_on_compute=False).to(dev)
     loader = DataLoader(PreparedDataset(dataset, indices, spec),  # type: ignore[arg-type]
                         batch_size=batch_size, shuffle=False, collate_fn=collate,
                         num_workers=num_workers)

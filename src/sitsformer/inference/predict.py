@@ -124,7 +124,8 @@ def input_medians(src: Any, spec: InputSpec, scaled: bool, side: int = 128) -> n
     return np.median(vals, axis=0) if len(vals) else np.full(x.shape[1], np.nan)
 
 
-def warn_far_statistics(src: Any, spec: InputSpec, scaled: bool, where: str) -> list[str]:
+def warn_far_statistics(src: Any, spec: InputSpec, scaled: bool, where: str,
+                        side: int = 128) -> list[str]:
     """Warn (``DataWarning``) when the input's per-band medians are more than 5x from the
     training medians stored in ``spec``, naming the bands: usually a wrong scale (see
     ``--input-scale``). Returns the bands named."""
@@ -132,7 +133,9 @@ def warn_far_statistics(src: Any, spec: InputSpec, scaled: bool, where: str) -> 
 
     from sitsformer.data.errors import DataWarning
 
-    far = spec.far_medians(input_medians(src, spec, scaled))
+    if spec.median is None:  # older checkpoints: nothing to compare with
+        return []
+    far = spec.far_medians(input_medians(src, spec, scaled, side))
     if far:
         detail = ", ".join(f"{b} (training {ref:.4g}, input {got:.4g})" for b, ref, got in far)
         warnings.warn(f"{where}: the input's per-band medians are more than 5x from the training "
@@ -221,7 +224,7 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
     out.parent.mkdir(parents=True, exist_ok=True)
 
     scaled = getattr(src, "scale", None) is not None  # the reader already divided by it
-    warn_far_statistics(src, spec, scaled, where)
+    warn_far_statistics(src, spec, scaled, where, side=min(win_h, win_w, 128))
 
     def prep(x: np.ndarray) -> np.ndarray:
         return spec.prepare_array(x, scaled=scaled)  # type: ignore[union-attr]
