@@ -47,7 +47,9 @@ def model_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def common(args: argparse.Namespace, out: Path, name: str) -> list[str]:
-    return [f"data.source={args.source}", "data.scale=10000", f"data.batch_size={args.batch}",
+    bands = ["data.options.bands=s2"] if not str(args.source).endswith(".npz") else []
+    return [f"data.source={args.source}", *bands, "data.scale=10000",
+            f"data.batch_size={args.batch}",
             "train.precision=fp32", f"train.threads={args.threads}", "train.device=cpu",
             f"logging.run_dir={out}", f"logging.name={name}", "logging.tensorboard=false",
             "logging.plots=false", "logging.progress=false", "schedule.type=cosine",

@@ -92,11 +92,12 @@ def test_train_evaluate_predict_round_trip(trained, capsys):
     assert spec.scale == 10000.0 and spec.sample_size == 3 and spec.max_t == T
     assert ckpt["model_config"]["img_size"] == 3 and ckpt["model_config"]["bands"] == BANDS
 
-    # evaluate from the checkpoint alone: exactly the model's scores on the same samples
+    # evaluate from the checkpoint alone: exactly the model's scores on the same samples (all
+    # of them: the default on the training source would be its recorded test split)
     report = root / "report"
     assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(data),
                  "-o", f"labels={labels}", "-o", "patch_size=3", "--output", str(report),
-                 "--quiet"]) == 0
+                 "--split", "all", "--quiet"]) == 0
     metrics = json.loads((report / "metrics.json").read_text())
     model, _ = load_model(run / "best.pt")
     ds = open_source(str(data), labels=str(labels), patch_size=3)
@@ -164,4 +165,7 @@ def test_format_1_checkpoints_are_still_read(trained, tmp_path):
                          "dates": "day of year from the acquisition dates"}
     torch.save(ckpt, tmp_path / "old.pt")
     old = InputSpec.from_checkpoint(load_checkpoint(tmp_path / "old.pt"))
-    assert old.to_dict() == {**spec.to_dict(), "max_t": ckpt["model_config"]["max_seq_len"]}
+    # format 1 had no class codes, scale source, medians or valid range
+    assert old.to_dict() == {**spec.to_dict(), "max_t": ckpt["model_config"]["max_seq_len"],
+                             "class_values": None, "scale_source": None, "median": None,
+                             "valid_range": None}

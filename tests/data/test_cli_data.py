@@ -12,7 +12,7 @@ from sitsformer.data import SampleStore
 
 def test_inspect_json(capsys, shared_data):
     src = shared_data / "s2_victoria_igarss2019/raw"
-    assert main(["data", "inspect", str(src), "--json"]) == 0
+    assert main(["data", "inspect", str(src), "-o", "bands=s2", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["samples"], info["T"], info["C"], info["H"], info["W"]) == (800, 73, 10, 1, 1)
     assert info["classes"]["Canola"] == 100 and info["valid_fraction"] == 1.0
@@ -33,7 +33,7 @@ def test_build_real_process(tmp_path, shared_data):
     src = shared_data / "s2_victoria_igarss2019/raw"
     out = tmp_path / "vic.zarr"
     r = subprocess.run([sys.executable, "-m", "sitsformer.cli", "data", "build", str(src),
-                        "--output", str(out), "--stats-split", "group", "--chunk-size", "100"],
+                        "--output", str(out), "-o", "bands=s2", "--stats-split", "group", "--chunk-size", "100"],
                        capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr
     assert "writing vic.zarr" in r.stderr and "8/8" in r.stderr  # the progress bar

@@ -56,7 +56,7 @@ def test_shared_data_dir_outside_a_clone_is_a_clear_error(tmp_path):
 
 def test_victoria_csv_matches_npz(shared_data):
     with pytest.warns(DataWarning, match="dates are unknown"):
-        ds = open_source(shared_data / "s2_victoria_igarss2019/raw")
+        ds = open_source(shared_data / "s2_victoria_igarss2019/raw", bands="s2")
     z = np.load(shared_data / "s2_victoria_igarss2019/s2_victoria_igarss2019.npz")
     assert len(ds) == 800 and ds.bands == [str(b) for b in z["bands"]]
     np.testing.assert_array_equal(ds.x[:, :, :, 0, 0], z["x"])
@@ -94,7 +94,8 @@ def test_csv_layouts_and_options(tmp_path):
     assert "dates_assumed" in bm.meta and str(bm[0]["dates"][2]) == "2020-01-21"
     with pytest.raises(BandCountError, match=r"t.csv.*4 bands x 1 dates = 4 .* found 6"):
         read_csv_table(tmp_path / "t.csv", n_bands=4, n_dates=1)
-    with pytest.raises(LabelError, match="label 1 of row 1 is outside"):
+    with pytest.raises(LabelError, match=r"label outside the class list 0..0 \(classes=\): rows t.csv row 1 \(1\), "
+                       r"t.csv row 3"):
         read_csv_table(tmp_path / "t.csv", n_bands=2, classes=["only"],
                        start_date="2020-01-01", interval_days=5)
 
@@ -104,14 +105,14 @@ def test_csv_nan_observations_masked_and_counted(tmp_path):
     p.write_text("label,group,A_20200101,B_20200101,A_20200111,B_20200111\n"
                  "0,1,1,2,3,4\n1,2,,5,6,7\n0,3,,,,\n")
     with pytest.warns(DataWarning, match="excluded 1 sample"):
-        ds = read_csv_table(p)
+        ds = read_csv_table(p, bands=["A", "B"])  # not known band names: bands= says so
     assert ds.bands == ["A", "B"] and len(ds) == 2  # row 2 has no valid date: excluded
     np.testing.assert_array_equal(ds.mask, [[True, True], [False, True]])
     assert ds.meta["exclusions"]["samples_without_clear_date"]["count"] == 1
     assert ds.meta["exclusions"]["nan_or_nodata_observations"]["count"] == 3
     assert np.isfinite(ds.x).all()
     with pytest.raises(NoClearDateError, match="nan.csv row 2"):
-        read_csv_table(p, on_no_clear="error")
+        read_csv_table(p, bands="A,B", on_no_clear="error")
 
 
 @pytest.mark.parametrize("name,expected", [
@@ -313,9 +314,9 @@ def test_csv_band_major_named_columns_and_bad_column_date(tmp_path):
     p.write_text("class,fid,NIR_2020-05-01,NIR_2020-06-01,RED_2020-05-01,RED_2020-06-01\n"
                  "1,7,10,11,20,21\n")
     ds = read_csv_table(p)
-    assert ds.meta["layout"] == "band_major" and ds.bands == ["NIR", "RED"]
+    assert ds.meta["layout"] == "named" and ds.bands == ["NIR", "RED"]  # bands x dates by name
     np.testing.assert_array_equal(ds.x[0, :, :, 0, 0], [[10, 20], [11, 21]])
     np.testing.assert_array_equal(ds[0]["dates"].astype(str), ["2020-05-01", "2020-06-01"])
     p.write_text("class,fid,NIR_20201301,RED_20201301\n1,7,10,20\n")
-    with pytest.raises(DateParseError, match="bm.csv: a date in the column names"):
+    with pytest.raises(DateParseError, match="bm.csv column NIR_20201301: a date in the column"):
         read_csv_table(p)

@@ -47,6 +47,20 @@ def summarize(dataset: Any, max_samples: int = 2000) -> dict[str, Any]:
             lo = sel.min(0) if lo is None else np.minimum(lo, sel.min(0))
             hi = sel.max(0) if hi is None else np.maximum(hi, sel.max(0))
     c, h, w = shape if shape is not None else (len(dataset.bands), 0, 0)
+    from sitsformer.data.errors import DataError
+    from sitsformer.data.transforms import collect_values
+    from sitsformer.data.values import band_ranges, infer_scale
+
+    ranges, scale = None, None
+    try:
+        ranges = band_ranges(collect_values(dataset, idx), list(dataset.bands))
+        value, kind, reason = infer_scale(ranges, str(dataset.meta.get("source")))
+        scale = {"inferred": value, "reason": reason}
+    except DataError as err:
+        scale = {"inferred": None, "reason": str(err)}
+    given = dataset.meta.get("scale")
+    if given is not None:
+        scale["given"] = given
     return {
         "source": dataset.meta.get("source"), "format": dataset.meta.get("format"),
         "generated": bool(dataset.meta.get("generated", False)),
@@ -58,6 +72,8 @@ def summarize(dataset: Any, max_samples: int = 2000) -> dict[str, Any]:
         "valid_fraction": round(valid / total, 4) if total else 0.0,
         "value_range": {b: [float(lo[k]), float(hi[k])] for k, b in enumerate(dataset.bands)}
         if lo is not None else None,
+        "value_ranges": ranges, "scale": scale,
+        "columns": dataset.meta.get("columns"),
         "sampled": len(ts) if step > 1 else None,
         "crs": dataset.meta.get("crs"), "transform": dataset.meta.get("transform"),
         "groups": None if dataset.groups is None else int(len(np.unique(dataset.groups))),
@@ -91,9 +107,21 @@ def _inspect(args: argparse.Namespace) -> int:
     print(f"valid obs.  {info['valid_fraction']:.1%}")
     if info["classes"]:
         print("classes     " + ", ".join(f"{k}: {v}" for k, v in info["classes"].items()))
-    if info["value_range"]:
-        for b, (lo, hi) in info["value_range"].items():
-            print(f"  {b:<8} {lo:.4g} .. {hi:.4g}")
+    cols = info["columns"]
+    if cols:
+        used = ", ".join(f"{k} {v}" for k, v in cols.items() if v and k != "ignored")
+        print(f"columns     {used}")
+        print(f"ignored     {', '.join(cols['ignored']) if cols['ignored'] else 'none'}")
+    if info["value_ranges"]:
+        print("values      band     min .. max  (1st .. 99th percentile)  median  implies")
+        for b, r in info["value_ranges"].items():
+            print(f"  {b:<8} {r['min']:.4g} .. {r['max']:.4g}  ({r['q01']:.4g} .. "
+                  f"{r['q99']:.4g})  {r['median']:.4g}  {r['implies']}")
+    if info["scale"]:
+        sc = info["scale"]
+        given = f"; given: {sc['given']:g}" if sc.get("given") is not None else ""
+        print(f"scale       {sc['inferred'] if sc['inferred'] is not None else '?'} "
+              f"({sc['reason']}){given}")
     if info["crs"]:
         print(f"crs         {info['crs']}   transform {info['transform']}")
     print(f"excluded    {info['exclusion_report']}")

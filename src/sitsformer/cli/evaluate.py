@@ -1,6 +1,8 @@
 """``sitsformer evaluate``: score a checkpoint on a labelled source and write the report.
 
-The model is rebuilt from the checkpoint alone; inputs are prepared with the checkpoint's
+By default the checkpoint's own test split is scored when ``--data`` is the training source
+(the checkpoint records which samples were train/val/test; ``--split`` chooses another, and
+scoring samples the model trained on warns). The model is rebuilt from the checkpoint alone; inputs are prepared with the checkpoint's
 input spec (scale, normalisation) and checked against it (bands, time axis). The report
 folder (``--output``, default ``evaluation/`` beside the checkpoint) is refused when it already
 holds a report, unless ``--overwrite``.
@@ -38,11 +40,15 @@ def run(args: argparse.Namespace) -> int:
         res = evaluate_checkpoint(args.checkpoint, args.data, out_dir,
                                   batch_size=args.batch_size, precision=args.precision,
                                   device=args.device, progress=not args.quiet,
-                                  data_options=reader_options(args.option))
+                                  data_options=reader_options(args.option) if args.option
+                                  else None, split=args.split)
     except (FileNotFoundError, ValueError, DataError, UsageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     c = res["counts"]
+    for note in res["warnings"]:
+        print(f"warning: {note}", file=sys.stderr)
+    print(f"split: {res['split']}")
     print(f"scored {c['scored']} of {c['samples']} samples "
           f"({c['excluded_no_valid_date']} without a valid date, {c['unlabelled']} unlabelled)")
     print(f"OA {res['oa']:.4f}  kappa {res['kappa']:.4f}  macro-F1 {res['macro_f1']:.4f}  "
@@ -64,6 +70,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--output", help="report folder (default: 'evaluation' beside the checkpoint)")
     add_reader_options(p)
     add_overwrite(p)
+    p.add_argument("--split", choices=["all", "train", "val", "test"], default="default",
+                   help="samples to score: the checkpoint's recorded train/val/test samples "
+                   "(when --data is the training source) or all; default: test when --data is "
+                   "the training source, else all. Scoring training samples warns")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--device", help="e.g. cpu, cuda (default cpu)")

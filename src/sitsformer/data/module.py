@@ -22,45 +22,146 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
+import hashlib
+import json
+
+from sitsformer.data.dataset import add_exclusion
 from sitsformer.data.errors import DataError
 from sitsformer.data.loaders import _process_group, make_loader
 from sitsformer.data.spec import InputSpec
-from sitsformer.data.splits import group_split, random_split, stratified_split
-from sitsformer.data.transforms import Scale, compute_normalization
+from sitsformer.data.splits import (group_split, kfold_split, random_split, spatial_block_split,
+                                    stratified_split)
+from sitsformer.data.transforms import MaskOutOfRange, Scale, collect_values, \
+    compute_normalization
+from sitsformer.data.values import (band_ranges, check_scale, infer_scale, kind_of_scaled,
+                                    valid_range)
 
-__all__ = ["SPLITS", "DataModule", "PreparedDataset", "label_subset", "split_indices"]
+__all__ = ["SPLITS", "DataModule", "PreparedDataset", "label_subset", "read_split_file",
+           "sample_ids", "split_indices"]
 
-SPLITS = ("upstream", "group", "stratified", "random")
+SPLITS = {
+    "upstream": "the source's own split: train/val/test file names, or a table's split column",
+    "file": "a split file (data.split_file): sample id -> train/val/test",
+    "group": "whole groups (polygons/fields) per side, class by class",
+    "stratified": "per-class random",
+    "random": "plain random",
+    "kfold": "fold data.fold of a data.folds-fold cross-validation (by groups when known)",
+    "spatial": "square blocks of side data.block_size over the sample coordinates "
+               "(lon/lat, map x/y or raster row/col)",
+}
+"""Every allowed value of ``data.split`` with what it does (docs/data_preparation.md)."""
 MAX_SCAN = 20000  # read every sample's length up to this many samples (else assume a year)
 STATS_SAMPLES = 5000  # normalisation statistics from at most this many training samples
+MAX_IDS = 20000  # run_info stores the split's sample ids up to this many samples (else hashes)
+
+
+def splits_help() -> str:
+    """The allowed ``data.split`` values, one per line (for errors and docs)."""
+    return "; ".join(f"{k!r}: {v}" for k, v in SPLITS.items())
+
+
+def sample_ids(dataset: Any) -> np.ndarray:
+    """The id of every sample: the source's ``sample_ids`` (a table's id column, or
+    ``<file>:<row>``), else its sample names, else the position as a string."""
+    ids = getattr(dataset, "sample_ids", None)
+    if ids is None:
+        ids = getattr(dataset, "sample_names", None)
+    if ids is None:
+        ids = [str(i) for i in range(len(dataset))]
+    return np.asarray([str(i) for i in ids])
+
+
+def read_split_file(path: str | Path, ids: np.ndarray) -> np.ndarray:
+    """``train``/``val``/``test`` per sample from a split file: a CSV with an id and a split
+    column (header ``id,split``) or a JSON object ``{id: split}``.
+
+    Raises:
+        DataError: the file is unreadable, a split name is unknown, or ids of the data are
+            missing from the file or ids of the file are not in the data (names examples).
+    """
+    from sitsformer.data.csv_table import SPLIT_VALUES
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data.split_file {str(path)!r}: no such file")
+    if path.suffix.lower() == ".json":
+        mapping = {str(k): str(v) for k, v in json.loads(path.read_text()).items()}
+    else:
+        import pandas as pd
+
+        table = pd.read_csv(path, dtype=str)
+        if table.shape[1] < 2:
+            raise DataError(f"{path}: expected two columns (sample id, split), found "
+                            f"{list(table.columns)}")
+        id_col = next((c for c in table.columns if c.lower() in ("id", "sample_id")),
+                      table.columns[0])
+        split_col = next((c for c in table.columns if c.lower() == "split"), table.columns[1])
+        mapping = dict(zip(table[id_col].astype(str), table[split_col].astype(str)))
+    bad = {k: v for k, v in mapping.items() if v.strip().lower() not in SPLIT_VALUES}
+    if bad:
+        raise DataError(f"{path}: split values must be train/val/test; found {list(bad.items())[:3]}")
+    missing = [str(i) for i in ids if i not in mapping]
+    extra = sorted(set(mapping) - set(ids.tolist()))
+    if missing or extra:
+        raise DataError(f"{path}: {len(missing)} sample id(s) of the data are not in the file "
+                        f"(e.g. {missing[:3]}) and {len(extra)} id(s) of the file are not in the "
+                        f"data (e.g. {extra[:3]}); the data's ids look like {ids[:2].tolist()}")
+    return np.array([SPLIT_VALUES[mapping[i].strip().lower()] for i in ids])
+
+
+def _hash_ids(ids: np.ndarray) -> str:
+    return hashlib.sha256("\n".join(sorted(ids.tolist())).encode()).hexdigest()
 
 
 def split_indices(labels: np.ndarray, how: str, val_fraction: float, test_fraction: float,
                   seed: int, groups: np.ndarray | None = None,
-                  source_split: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Train / val / test indices, from :mod:`sitsformer.data.splits`.
+                  source_split: np.ndarray | None = None, *, coords: np.ndarray | None = None,
+                  folds: int = 5, fold: int = 0, block_size: float | None = None,
+                  ) -> dict[str, np.ndarray]:
+    """Train / val / test indices, from :mod:`sitsformer.data.splits` (see :data:`SPLITS`).
 
-    ``upstream``: the source's own ``split`` (val carved out of train by groups when known);
-    ``group``: whole groups (fields/polygons) per split, assigned class by class, so no field
-    is on two sides; ``stratified``: per-class random; ``random``: plain random.
+    ``upstream`` / ``file``: the given ``source_split`` (``train``/``val``/``test`` per
+    sample; val carved out of train by groups when it has none); ``group``: whole groups
+    (fields/polygons) per split, assigned class by class, so no field is on two sides;
+    ``stratified``: per-class random; ``random``: plain random; ``kfold``: the test part is
+    fold ``fold`` of ``folds`` (val carved out of the rest); ``spatial``: square blocks of
+    ``block_size`` over ``coords``.
     """
     n = len(labels)
-    if how == "upstream":
-        if source_split is None:
-            raise ValueError("data.split='upstream' but the source has no split; use "
-                             "'group', 'stratified' or 'random'")
-        all_idx = np.arange(n)
-        test = all_idx[source_split == "test"]
-        pool = all_idx[source_split == "train"]
-        if (source_split == "val").any():
-            return {"train": pool, "val": all_idx[source_split == "val"], "test": test}
+
+    def carve_val(pool: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
+        if val_fraction <= 0:
+            return {"train": pool, "val": np.array([], np.int64), "test": test}
         if groups is not None:
             train, val = group_split(groups[pool], test_size=val_fraction, seed=seed,
                                      labels=labels[pool])
         else:
             train, val = stratified_split(labels[pool], test_size=val_fraction, seed=seed)
         return {"train": pool[train], "val": pool[val], "test": test}
-    if how == "group":
+
+    if how in ("upstream", "file"):
+        if source_split is None:
+            raise ValueError(f"data.split={how!r} but the source has no split; allowed: "
+                             f"{splits_help()}")
+        all_idx = np.arange(n)
+        test = all_idx[source_split == "test"]
+        pool = all_idx[source_split == "train"]
+        if (source_split == "val").any():
+            return {"train": pool, "val": all_idx[source_split == "val"], "test": test}
+        return carve_val(pool, test)
+    if how == "kfold":
+        rest, test = kfold_split(labels, folds, fold, seed=seed, groups=groups)
+        return carve_val(rest, test)
+    if how == "spatial":
+        if coords is None:
+            raise ValueError("data.split='spatial' needs sample coordinates (lon/lat or x/y "
+                             "columns of a table, or raster positions); this source has none")
+        if block_size is None or not block_size > 0:
+            raise ValueError(f"data.split='spatial' needs data.block_size > 0 (the block side "
+                             f"in coordinate units), got {block_size!r}")
+        parts = spatial_block_split(coords, block_size, test_fraction, val_fraction, seed,
+                                    labels=labels)
+    elif how == "group":
         if groups is None:
             raise ValueError("data.split='group' needs group ids in the source; use 'stratified'")
         parts = group_split(groups, test_size=test_fraction, val_size=val_fraction,
@@ -71,7 +172,8 @@ def split_indices(labels: np.ndarray, how: str, val_fraction: float, test_fracti
     elif how == "random":
         parts = random_split(n, test_size=test_fraction, val_size=val_fraction, seed=seed)
     else:
-        raise ValueError(f"data.split must be one of {', '.join(SPLITS)}, got {how!r}")
+        raise ValueError(f"data.split must be one of {', '.join(SPLITS)}, got {how!r} "
+                         f"({splits_help()})")
     if val_fraction > 0:
         train, val, test = parts
     else:
@@ -121,8 +223,13 @@ class DataModule:
         source: ``"demo"`` (GENERATED data) or a path :func:`~sitsformer.data.open_source` reads.
         options: reader options for ``open_source``.
         split: one of :data:`SPLITS` (see :func:`split_indices`).
+        split_file: the split file of ``split="file"`` (:func:`read_split_file`).
+        folds, fold: ``split="kfold"``: the number of folds and the fold held out as test.
+        block_size: ``split="spatial"``: the block side, in the units of the coordinates.
         val_fraction, test_fraction: split sizes (the upstream split only carves ``val``).
-        scale: the factor the values are stored with (models see ``value / scale``).
+        scale: the factor the values are stored with (models see ``value / scale``);
+            ``"auto"`` (default) infers it from the training values
+            (:mod:`sitsformer.data.values`); None = values used as stored.
         normalize: standardise per band with training-split statistics.
         batch_size: global training batch (divided over the processes of a ``torchrun``).
         eval_batch_size: evaluation batch per process (default ``max(per-process batch, 64)``).
@@ -139,13 +246,17 @@ class DataModule:
 
     def __init__(self, source: str = "demo", options: dict[str, Any] | None = None, *,
                  split: str = "group", val_fraction: float = 0.15, test_fraction: float = 0.2,
-                 scale: float | None = 10000.0, normalize: bool = True, batch_size: int = 64,
+                 split_file: str | None = None, folds: int = 5, fold: int = 0,
+                 block_size: float | None = None,
+                 scale: float | str | None = "auto", normalize: bool = True, batch_size: int = 64,
                  eval_batch_size: int | None = None, num_workers: int = 0, seed: int = 0,
                  demo_samples: int = 800, demo_img_size: int = 1, demo_classes: int = 8,
                  labelled: bool = True, label_fraction: float = 1.0, **_: Any):
         self.source, self.options = str(source), dict(options or {})
         self.split, self.val_fraction, self.test_fraction = split, val_fraction, test_fraction
-        self.scale, self.normalize = scale, normalize
+        self.split_file, self.folds, self.fold, self.block_size = (split_file, folds, fold,
+                                                                   block_size)
+        self.scale, self.normalize = check_scale(scale), normalize
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.seed = num_workers, seed
         self.demo = dict(n_samples=demo_samples, img_size=demo_img_size, num_classes=demo_classes)
@@ -170,6 +281,8 @@ class DataModule:
             self.labels = np.array([s["label"] for s in demo.samples])
             self.classes, self.bands = list(demo.classes), list(demo.bands)
             self.groups = np.array([s["group"] for s in demo.samples])
+            self.coords = None
+            self.ids = np.array([str(i) for i in range(len(demo.samples))])
             self.source_split = None
             self.meta = {"source": "demo (GENERATED synthetic data)", "time_axis": "dates",
                          "generated": True, "exclusions": {}}
@@ -186,6 +299,8 @@ class DataModule:
         self.classes = list(getattr(ds, "classes", None) or [])
         self.bands = list(ds.bands)
         self.groups = getattr(ds, "groups", None)
+        self.coords = getattr(ds, "coords", None)
+        self.ids = sample_ids(ds)
         split = getattr(ds, "split", None)
         self.source_split = None if split is None or not self.labelled else np.asarray(split)
         meta = dict(getattr(ds, "meta", {}) or {})
@@ -200,8 +315,16 @@ class DataModule:
             how = "random"
         if not self.labelled and how == "upstream":
             how = "random"
+        given = self.source_split
+        if how == "file":
+            if not self.split_file:
+                raise DataError("data.split='file' needs data.split_file (a CSV 'id,split' or "
+                                "a JSON {id: split} file)")
+            given = read_split_file(self.split_file, self.ids)
         self.splits = split_indices(self.labels, how, self.val_fraction, self.test_fraction,
-                                    self.seed, groups=self.groups, source_split=self.source_split)
+                                    self.seed, groups=self.groups, source_split=given,
+                                    coords=self.coords, folds=self.folds, fold=self.fold,
+                                    block_size=self.block_size)
         self.train_pool_size = int(len(self.splits["train"]))
         if self.labelled and self.label_fraction < 1.0:
             self.splits["train"] = label_subset(self.labels, self.splits["train"],
@@ -210,11 +333,64 @@ class DataModule:
             raise DataError(f"{self.source}: the train split is empty "
                             f"(split={self.split!r}, {len(self.labels)} samples)")
 
-    def _max_t(self) -> int:
+    def _scan(self, spec: InputSpec) -> int:
+        """The longest series, and the out-of-range observations counted into
+        ``meta["exclusions"]`` (every sample up to :data:`MAX_SCAN`, else the training
+        statistics samples and a year)."""
         n = len(self.labels)
-        if n > MAX_SCAN:
-            return 366
-        return max(int(np.asarray(self.samples[i]["mask"]).shape[0]) for i in range(n))
+        idx = range(n) if n <= MAX_SCAN else list(self.splits["train"])[:STATS_SAMPLES]
+        scale = Scale(1.0 / spec.scale) if spec.scale not in (None, 1.0) else None
+        check = MaskOutOfRange(*spec.valid_range) if spec.valid_range is not None else None
+        get = getattr(self.samples, "raw_sample", self.samples.__getitem__)
+        longest, bad, examples = 0, 0, []
+        names = self.ids
+        for i in idx:
+            s = get(int(i))
+            longest = max(longest, int(np.asarray(s["mask"]).shape[0]))
+            if check is not None:
+                k = int(check.out_of_range(scale(s) if scale else s).sum())
+                if k:
+                    bad += k
+                    if len(examples) < 10:
+                        examples.append(str(names[int(i)]))
+        if bad:
+            where = "samples" if n <= MAX_SCAN else "statistics samples"
+            add_exclusion(self.meta, "out_of_range_observations", bad, examples)
+            self.meta["exclusions"]["out_of_range_observations"]["range"] = (
+                f"outside {spec.valid_range} after the scale ({where})")
+        return 366 if n > MAX_SCAN else longest
+
+    def _statistics(self) -> dict[str, Any]:
+        """Scale (given or inferred), valid range, robust mean/std and medians."""
+        train = list(self.splits["train"])[:STATS_SAMPLES]
+        where = f"data.source {self.source!r}"
+        raw = collect_values(self.samples, train)
+        out: dict[str, Any] = {"scale": self.scale}
+        if self.scale == "auto":
+            scale, kind, reason = infer_scale(band_ranges(raw, self.bands), where)
+            out.update(scale=scale, scale_source=reason)
+        else:
+            scale = self.scale
+            kind = kind_of_scaled(raw / scale if scale else raw)
+            out["scale_source"] = "given (data.scale)" if scale is not None else \
+                "given: none (values used as stored)"
+        factor = 1.0 / scale if scale not in (None, 1.0) else None
+        scaled = raw * factor if factor else raw
+        rng = valid_range(kind, scaled)
+        out["valid_range"] = list(rng) if rng is not None else None
+        keep = np.ones(len(scaled), bool) if rng is None else (
+            (scaled >= rng[0]) & (scaled <= rng[1])).all(axis=1)
+        out["median"] = (np.median(scaled[keep], axis=0) if keep.any()
+                         else np.median(scaled, axis=0)).astype(np.float32).tolist()
+        if self.normalize:
+            mean, std = compute_normalization(
+                self.samples, train, transform=Scale(factor) if factor else None,
+                valid_range=rng)
+            out["mean"] = mean.astype(np.float32).tolist()
+            out["std"] = std.astype(np.float32).tolist()
+        else:
+            out["mean"] = out["std"] = None
+        return out
 
     def setup(self, statistics_from: InputSpec | None = None) -> DataModule:
         """:meth:`read`, then :meth:`prepare`."""
@@ -235,21 +411,22 @@ class DataModule:
                 (fine-tuning prepares inputs exactly as pre-training did).
         """
         if statistics_from is not None:
-            scale, mean, std = statistics_from.scale, statistics_from.mean, statistics_from.std
+            f = statistics_from
+            stats = {"scale": f.scale, "mean": f.mean, "std": f.std, "median": f.median,
+                     "valid_range": f.valid_range,
+                     "scale_source": f"from the pre-trained model ({f.scale_source or 'given'})"}
         else:
-            scale, mean, std = self.scale, None, None
-            if self.normalize:
-                mean, std = compute_normalization(
-                    self.samples, list(self.splits["train"])[:STATS_SAMPLES],
-                    transform=Scale(1.0 / scale) if scale else None)
-                mean, std = mean.astype(np.float32).tolist(), std.astype(np.float32).tolist()
+            stats = self._statistics()
         first = self.samples[int(self.splits["train"][0])]
         seq = np.asarray(first["sequence"])
+        codes = (getattr(self.samples, "meta", None) or {}).get("class_codes")
         self.spec = InputSpec(
             bands=self.bands, classes=self.classes if self.labelled else None,
-            scale=scale, mean=mean, std=std,
+            class_values=codes if self.labelled and codes is not None
+            and len(codes) == len(self.classes) else None, **stats,
             time_axis="t_index" if self.meta["time_axis"] == "t_index" else "dates",
-            max_t=self._max_t(), sample_size=int(seq.shape[-1]) if seq.ndim == 4 else 1)
+            max_t=None, sample_size=int(seq.shape[-1]) if seq.ndim == 4 else 1)
+        self.spec.max_t = self._scan(self.spec)
         self.datasets = {k: PreparedDataset(self.samples, v, self.spec)
                          for k, v in self.splits.items()}
         return self
@@ -293,7 +470,23 @@ class DataModule:
 
     def run_info(self) -> dict[str, Any]:
         """Facts about the data of a run, for ``data_meta.json`` and checkpoints."""
+        ids = {k: self.ids[v] for k, v in self.splits.items()}
+        settings: dict[str, Any] = {"val_fraction": self.val_fraction,
+                                    "test_fraction": self.test_fraction, "seed": self.seed}
+        if self.split == "file":
+            settings["split_file"] = str(self.split_file)
+        elif self.split == "kfold":
+            settings.update(folds=self.folds, fold=self.fold)
+        elif self.split == "spatial":
+            settings["block_size"] = self.block_size
         return {"source": self.meta["source"], "split": self.split,
+                "split_settings": settings,
                 "split_sizes": self.split_sizes(), "train_pool_size": self.train_pool_size,
                 "label_fraction": self.label_fraction, "generated": self.meta["generated"],
-                "exclusions": self.meta["exclusions"]}
+                "exclusions": self.meta["exclusions"],
+                "scale": self.spec.scale if self.spec else None,
+                "scale_source": self.spec.scale_source if self.spec else None,
+                # which samples were train/val/test: the ids, or their hashes when many
+                "split_ids": ({k: v.tolist() for k, v in ids.items()}
+                              if len(self.ids) <= MAX_IDS else None),
+                "split_hashes": {k: _hash_ids(v) for k, v in ids.items()}}

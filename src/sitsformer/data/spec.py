@@ -8,6 +8,11 @@ says everything later steps need to feed the model the way it was trained:
 * ``scale``: the factor values are stored with (``10000`` for reflectance x 10000; None or 1 =
   values are used as stored): models see ``value / scale``;
 * ``mean`` / ``std``: per-band standardisation applied after the scale (train-split statistics);
+* ``scale_source``: how the scale was chosen (given by the user, or inferred and why);
+* ``median``: robust per-band medians of the training values (after the scale), so later
+  inputs can be compared with them (``predict`` warns when they are far apart);
+* ``valid_range``: ``[low, high]`` after the scale; observations outside it are masked like
+  missing ones (the sensor's physical range, see :mod:`sitsformer.data.values`);
 * ``time_axis``: ``"dates"`` (positions are acquisition dates / days of year) or ``"t_index"``
   (the dates were unknown and the model saw the time-step positions 1..T);
 * ``max_t``: the longest series seen in training; ``sample_size``: the side of a sample in
@@ -27,7 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 from sitsformer.data.errors import InputMismatchError
-from sitsformer.data.transforms import Compose, Normalize, Scale
+from sitsformer.data.transforms import Compose, MaskOutOfRange, Normalize, Scale
 
 __all__ = ["TIME_AXES", "InputSpec"]
 
@@ -48,6 +53,9 @@ class InputSpec:
     time_axis: str = "dates"
     max_t: int | None = None
     sample_size: int = 1
+    scale_source: str | None = None
+    median: list[float] | None = None
+    valid_range: list[float] | None = None
 
     def __post_init__(self) -> None:
         self.bands = [str(b) for b in self.bands]
@@ -69,6 +77,16 @@ class InputSpec:
             if not len(self.mean) == len(self.std) == len(self.bands):
                 raise ValueError(f"InputSpec: {len(self.bands)} bands but statistics for "
                                  f"{len(self.mean)} (mean) and {len(self.std)} (std) bands")
+        if self.median is not None:
+            self.median = [float(v) for v in np.asarray(self.median, np.float64).ravel()]
+            if len(self.median) != len(self.bands):
+                raise ValueError(f"InputSpec: {len(self.bands)} bands but {len(self.median)} "
+                                 "medians")
+        if self.valid_range is not None:
+            self.valid_range = [float(v) for v in self.valid_range]
+            if len(self.valid_range) != 2 or not self.valid_range[0] < self.valid_range[1]:
+                raise ValueError(f"InputSpec.valid_range must be [low, high] with low < high, "
+                                 f"got {self.valid_range}")
         if self.class_values is not None and (self.classes is None
                                               or len(self.class_values) != len(self.classes)):
             raise ValueError("InputSpec: class_values needs one value per class name")
@@ -79,7 +97,9 @@ class InputSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InputSpec:
-        """Build from :meth:`to_dict` output; unknown keys are an error naming them."""
+        """Build from :meth:`to_dict` output (older dicts without the newer keys
+        ``scale_source``, ``median``, ``valid_range`` too); unknown keys are an error naming
+        them."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -117,12 +137,15 @@ class InputSpec:
     # ------------------------------------------------------------------- preparation
     def transform(self, scaled: bool = False) -> Callable[[dict[str, Any]], dict[str, Any]]:
         """The input preparation: a function from a sample dict (numpy or torch ``sequence``
-        ``(T, C, ...)``) to the sample the model sees: ``sequence / scale``, then standardised
-        with ``mean``/``std``. ``scaled=True`` skips the division (the reader already did it).
+        ``(T, C, ...)``) to the sample the model sees: ``sequence / scale``, observations
+        outside ``valid_range`` masked, then standardised with ``mean``/``std``.
+        ``scaled=True`` skips the division (the reader already did it).
         """
         steps: list[Callable[[dict[str, Any]], dict[str, Any]]] = []
         if self.scale not in (None, 1.0) and not scaled:
             steps.append(Scale(1.0 / float(self.scale)))  # type: ignore[arg-type]
+        if self.valid_range is not None:
+            steps.append(MaskOutOfRange(*self.valid_range))
         if self.mean is not None:
             steps.append(Normalize(self.mean, self.std))  # type: ignore[arg-type]
         return Compose(steps)
@@ -136,6 +159,21 @@ class InputSpec:
         return self.transform(scaled)({"sequence": x})["sequence"]
 
     # ------------------------------------------------------------------- checks
+    def far_medians(self, medians: Any, factor: float = 5.0) -> list[tuple[str, float, float]]:
+        """Bands whose ``medians`` (of an input, after the scale) are more than ``factor``
+        times apart from the training medians: ``[(band, training median, input median)]``.
+        Empty when the spec has no medians (older checkpoints)."""
+        if self.median is None:
+            return []
+        far = []
+        for b, ref, got in zip(self.bands, self.median, np.asarray(medians, np.float64)):
+            a, c = abs(ref), abs(float(got))
+            if not np.isfinite(c) or max(a, c) < 1e-6:
+                continue
+            if min(a, c) * factor < max(a, c):
+                far.append((b, float(ref), float(got)))
+        return far
+
     def check_input(self, bands: list[str], has_dates: bool, num_dates: int,
                     where: str = "input", *, date_encoding: str = "sinusoidal",
                     max_seq_len: int | None = None) -> None:

@@ -121,6 +121,49 @@ def spatial_block_split(coords: Any, block_size: float, test_size: float = 0.2,
     return group_split(block_id, test_size, val_size, seed, labels=labels)
 
 
+def kfold_split(labels: Any, folds: int, fold: int, seed: int = 0, groups: Any = None,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Fold ``fold`` of a ``folds``-fold cross-validation: ``(rest, test)`` index arrays.
+
+    Samples are dealt to folds class by class (stratified); with ``groups`` whole groups are
+    dealt (by majority label, each to the fold with the fewest samples so far), so no group
+    is in two folds. The same ``seed`` gives the same folds for every ``fold``, so the
+    ``folds`` test parts are disjoint and cover every sample once.
+    """
+    labels = np.asarray(labels)
+    if not isinstance(folds, int) or folds < 2:
+        raise DataError(f"k-fold cross-validation needs folds >= 2, got {folds!r}")
+    if not isinstance(fold, int) or not 0 <= fold < folds:
+        raise DataError(f"fold must be in 0..{folds - 1}, got {fold!r}")
+    rng = np.random.default_rng(seed)
+    assign = np.zeros(len(labels), np.int64)
+    if groups is not None:
+        groups = np.asarray(groups)
+        uniq, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+        if uniq.size < folds:
+            raise DataError(f"{folds}-fold cross-validation by groups needs at least {folds} "
+                            f"groups, found {uniq.size}")
+        lab = labels - labels.min()
+        major = np.array([np.bincount(lab[inverse == g]).argmax() for g in range(uniq.size)])
+        group_fold = np.zeros(uniq.size, np.int64)
+        for m in np.unique(major):
+            filled = np.zeros(folds)
+            for g in rng.permutation(np.flatnonzero(major == m)):
+                k = int(np.argmin(filled + rng.random(folds) * 1e-9))
+                group_fold[g] = k
+                filled[k] += counts[g]
+        assign = group_fold[inverse]
+    else:
+        offset = 0
+        for c in np.unique(labels):
+            idx = rng.permutation(np.flatnonzero(labels == c))
+            assign[idx] = (np.arange(idx.size) + offset) % folds
+            offset += idx.size
+    test = np.flatnonzero(assign == fold)
+    rest = np.flatnonzero(assign != fold)
+    return rest, test
+
+
 def class_weights(labels: Any, num_classes: int, ignore_index: int = IGNORE_INDEX
                   ) -> torch.Tensor:
     """Inverse-frequency class weights ``N / (K * count_k)`` for ``CrossEntropyLoss(weight=)``.

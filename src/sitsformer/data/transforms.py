@@ -115,9 +115,91 @@ def _valid_obs(sample: dict[str, Any]) -> np.ndarray:
     return valid
 
 
+class MaskOutOfRange:
+    """Mark observations with a value outside ``[low, high]`` as invalid (set them to 0).
+
+    An observation (a date of a pixel series, a pixel of a date in a patch) is invalid when any
+    of its bands is out of range, as for NaN/nodata: ``pixel_mask`` becomes False there and a
+    date whose pixels are all invalid gets ``mask`` False. Applied after the scale, so the
+    range is in the units the model sees (:attr:`InputSpec.valid_range`).
+    """
+
+    def __init__(self, low: float, high: float) -> None:
+        if not low < high:
+            raise DataError(f"valid range must have low < high, got [{low}, {high}]")
+        self.low, self.high = float(low), float(high)
+
+    def out_of_range(self, sample: dict[str, Any]) -> np.ndarray:
+        """(T, H, W) True where a valid observation has a band outside the range."""
+        x = _np(sample["sequence"])
+        if x.ndim == 2:
+            x = x[:, :, None, None]
+        bad = ((x < self.low) | (x > self.high)).any(axis=1)
+        return bad & _valid_obs(sample)
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        if "mask" not in sample:  # a bare array (raster window): no mask to mark
+            return sample
+        bad = self.out_of_range(sample)
+        if not bad.any():
+            return sample
+        out = dict(sample)
+        x = _np(sample["sequence"])
+        pixel = x.ndim == 2
+        x4 = x[:, :, None, None] if pixel else x
+        x4 = np.where(bad[:, None], np.float32(0), x4).astype(np.float32)
+        out["sequence"] = _like(x4[:, :, 0, 0] if pixel else x4, sample["sequence"])
+        t, h, w = bad.shape
+        pm = (_np(sample["pixel_mask"]).astype(bool).reshape(t, h, w)
+              if sample.get("pixel_mask") is not None
+              else np.broadcast_to(_np(sample["mask"]).astype(bool)[:, None, None], (t, h, w)))
+        pm = pm & ~bad
+        if sample.get("pixel_mask") is not None:
+            out["pixel_mask"] = _like(pm.reshape(_np(sample["pixel_mask"]).shape),
+                                      sample["pixel_mask"])
+        out["mask"] = _like(_np(sample["mask"]).astype(bool) & pm.any(axis=(1, 2)),
+                            sample["mask"])
+        return out
+
+    def __repr__(self) -> str:
+        return f"MaskOutOfRange({self.low}, {self.high})"
+
+
+def collect_values(dataset: Any, indices: Iterable[int] | None = None,
+                   transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                   per_sample: int = 64, progress: bool = False) -> np.ndarray:
+    """``(M, C)`` float64 valid band values of ``indices`` (at most ``per_sample`` evenly
+    spaced observations per sample), after ``transform``: the values robust statistics and
+    scale inference are computed from."""
+    idx = range(len(dataset)) if indices is None else [int(i) for i in indices]
+    get = getattr(dataset, "raw_sample", dataset.__getitem__)
+    iterator: Iterable[int] = idx
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(idx, desc="value statistics", unit="sample")
+    parts = []
+    for i in iterator:
+        s = get(i)
+        if transform is not None:
+            s = transform(s)
+        x = _np(s["sequence"]).astype(np.float64)
+        if x.ndim == 2:
+            x = x[:, :, None, None]
+        sel = np.moveaxis(x, 1, -1)[_valid_obs(s)]
+        if sel.shape[0] > per_sample:
+            sel = sel[np.linspace(0, sel.shape[0] - 1, per_sample).astype(np.int64)]
+        parts.append(sel)
+    if not parts or not sum(p.shape[0] for p in parts):
+        raise DataError("no valid observation in the given indices")
+    return np.concatenate(parts)
+
+
 def compute_normalization(dataset: Any, indices: Iterable[int] | None = None,
                           transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-                          progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                          progress: bool = False,
+                          valid_range: Sequence[float] | None = None,
+                          ) -> tuple[np.ndarray, np.ndarray]:
     """Per-band mean and std over the valid observations of ``indices`` (the training split).
 
     Args:
@@ -125,12 +207,16 @@ def compute_normalization(dataset: Any, indices: Iterable[int] | None = None,
             ignored: statistics describe the stored values, or those after ``transform``).
         indices: the training indices; None = all samples.
         transform: applied before counting (e.g. ``Scale(1e-4)``).
+        valid_range: ``(low, high)`` after ``transform``: observations with a band outside it
+            are left out (:class:`MaskOutOfRange`), so one corrupt value (``1e30``) cannot
+            flatten a band.
 
     Returns:
         ``(mean, std)`` float64 ``(C,)``; std is the population std (>= 1e-6).
     """
     idx = range(len(dataset)) if indices is None else [int(i) for i in indices]
     get = getattr(dataset, "raw_sample", dataset.__getitem__)
+    drop = MaskOutOfRange(*valid_range) if valid_range is not None else None
     total = sq = None
     count = 0
     iterator: Iterable[int] = idx
@@ -142,6 +228,8 @@ def compute_normalization(dataset: Any, indices: Iterable[int] | None = None,
         s = get(i)
         if transform is not None:
             s = transform(s)
+        if drop is not None:
+            s = drop(s)
         x = _np(s["sequence"]).astype(np.float64)
         if x.ndim == 2:
             x = x[:, :, None, None]

@@ -46,7 +46,7 @@ def evaluate_model(model: nn.Module, dataset: Dataset, *, spec: InputSpec | None
                    batch_size: int = 256, precision: str = "fp32",
                    device: str | torch.device | None = None, progress: bool = True,
                    class_names: list[str] | None = None, num_workers: int = 0,
-                   ) -> dict[str, Any]:
+                   indices: Any = None) -> dict[str, Any]:
     """Classify every sample of ``dataset`` and score it.
 
     Inputs are prepared with ``spec.transform()`` as in training (scale, normalisation) and
@@ -65,6 +65,7 @@ def evaluate_model(model: nn.Module, dataset: Dataset, *, spec: InputSpec | None
         progress: tqdm bar.
         class_names: the model's class names (default ``spec.classes``).
         num_workers: DataLoader workers.
+        indices: score only these samples of ``dataset`` (default: all).
 
     Returns:
         The metrics dict of :meth:`ClassificationMetrics.compute` plus ``"counts"``
@@ -75,7 +76,10 @@ def evaluate_model(model: nn.Module, dataset: Dataset, *, spec: InputSpec | None
     meta = dict(getattr(dataset, "meta", {}) or {})
     where = str(meta.get("source", type(dataset).__name__))
     bands = list(getattr(dataset, "bands", None) or [f"band{i}" for i in range(cfg.in_channels)])
-    first = dataset[0]
+    indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, np.int64)
+    if not len(indices):
+        raise ValueError(f"{where}: no sample to score")
+    first = dataset[int(indices[0])]
     has_dates = meta.get("time_axis") != "t_index" and "dates" in first
     if spec is None:  # the model's bands (names when it has them), the input's time axis
         spec = InputSpec(bands=cfg.bands or [f"band{i}" for i in range(cfg.in_channels)],
@@ -88,9 +92,12 @@ def evaluate_model(model: nn.Module, dataset: Dataset, *, spec: InputSpec | None
     model.eval().to(dev)
     autocast = (torch.autocast(dev.type, dtype=torch.bfloat16) if precision == "bf16"
                 else contextlib.nullcontext())
+    # one process scores the whole dataset: no sync with other ranks (train's test report
+    # runs on rank 0 only)
     metrics = ClassificationMetrics(cfg.num_classes, ignore_index=IGNORE_INDEX,
-                                    class_names=[str(n) for n in names]).to(dev)
-    loader = DataLoader(PreparedDataset(dataset, range(len(dataset)), spec),  # type: ignore[arg-type]
+                                    class_names=[str(n) for n in names],
+                                    sync_on_compute=False).to(dev)
+    loader = DataLoader(PreparedDataset(dataset, indices, spec),  # type: ignore[arg-type]
                         batch_size=batch_size, shuffle=False, collate_fn=collate,
                         num_workers=num_workers)
     counts = {"samples": 0, "scored": 0, "excluded_no_valid_date": 0, "unlabelled": 0}
@@ -126,21 +133,87 @@ def evaluate_model(model: nn.Module, dataset: Dataset, *, spec: InputSpec | None
     return result
 
 
+SPLIT_CHOICES = ("default", "all", "train", "val", "test")
+
+
+def _same_source(data: Any, meta: dict[str, Any]) -> bool:
+    source = meta.get("source")
+    if not source or not isinstance(data, (str, os.PathLike)):
+        return False
+    try:
+        return os.path.realpath(str(data)) == os.path.realpath(str(source))
+    except OSError:  # pragma: no cover
+        return False
+
+
+def select_split(dataset: Any, ckpt: dict[str, Any], split: str, same_source: bool,
+                 where: str) -> tuple[np.ndarray, str, list[str]]:
+    """The samples of ``dataset`` to score for ``split`` (see :func:`evaluate_checkpoint`):
+    ``(indices, split used, warnings)``."""
+    from sitsformer.data.module import sample_ids
+
+    meta = dict(ckpt.get("data_meta") or {})
+    recorded = meta.get("split_ids")
+    ids = sample_ids(dataset)
+    n = len(ids)
+    notes: list[str] = []
+    if split == "default":
+        split = "test" if same_source and recorded else "all"
+    if split == "all":
+        idx = np.arange(n)
+    else:
+        if not same_source:
+            raise ValueError(f"--split {split} needs the training source "
+                             f"({meta.get('source')!r}) as --data; {where} is another source: "
+                             "use --split all")
+        if not recorded:
+            raise ValueError(f"{where}: the checkpoint does not record which samples were "
+                             f"train/val/test (trained before split ids were stored, or with "
+                             f"more than the stored limit); use --split all")
+        wanted = set(recorded[split])
+        idx = np.flatnonzero([i in wanted for i in ids])
+        if len(idx) != len(wanted):
+            raise ValueError(f"{where}: the checkpoint's {split} split has {len(wanted)} "
+                             f"samples, {len(idx)} of them are in the data (the source changed?)")
+    if recorded and recorded.get("train"):
+        seen = set(recorded["train"])
+        overlap = int(sum(ids[i] in seen for i in idx)) if (same_source or split != "all") \
+            else 0
+        if overlap:
+            notes.append(f"{overlap} of the {len(idx)} samples scored were in the model's "
+                         "training split: these scores are not a held-out estimate")
+    return idx, split, notes
+
+
 def evaluate_checkpoint(checkpoint: str | os.PathLike[str], data: Any, out_dir: str | None = None,
                         *, batch_size: int = 256, precision: str = "fp32",
                         device: str | None = None, progress: bool = True,
-                        data_options: dict[str, Any] | None = None) -> dict[str, Any]:
+                        data_options: dict[str, Any] | None = None,
+                        split: str = "default") -> dict[str, Any]:
     """Rebuild the model from ``checkpoint`` alone, score it on ``data``, write the report.
 
     Args:
         checkpoint: a sitsformer checkpoint file.
         data: a dataset, or a path that ``sitsformer.data.open_source`` reads.
         out_dir: folder for ``metrics.json``, ``report.md`` and the PNGs (None: no files).
-        data_options: passed to ``open_source``.
+        data_options: passed to ``open_source`` (default: the training run's
+            ``data.options`` when ``data`` is the training source).
+        split: ``"default"`` (the checkpoint's test split when ``data`` is the training
+            source, else every sample), ``"all"``, ``"train"``, ``"val"`` or ``"test"``
+            (the samples recorded in the checkpoint). Scoring samples the model trained on
+            warns (``result["warnings"]``).
 
     Returns:
-        The metrics (see :func:`evaluate_model`), with ``"files"`` when ``out_dir`` is given.
+        The metrics (see :func:`evaluate_model`), with ``"split"``, ``"scored_ids"``,
+        ``"warnings"`` and, when ``out_dir`` is given, ``"files"``.
     """
+    import warnings
+
+    from sitsformer.data.errors import DataWarning
+    from sitsformer.data.module import sample_ids
+
+    if split not in SPLIT_CHOICES:
+        raise ValueError(f"split must be one of {SPLIT_CHOICES}, got {split!r}")
     from sitsformer.evaluation.report import write_report
 
     model, ckpt = load_model(checkpoint, map_location=device or "cpu")
@@ -149,25 +222,36 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], data: Any, out_dir: 
                          "no classifier); fine-tune it first: sitsformer finetune --pretrained "
                          f"{checkpoint}")
     spec = InputSpec.from_checkpoint(ckpt)
+    same = _same_source(data, dict(ckpt.get("data_meta") or {}))
     if isinstance(data, (str, os.PathLike)):
         from sitsformer.data import open_source
 
         source = str(data)
+        if data_options is None and same:
+            data_options = dict(((ckpt.get("config") or {}).get("data") or {}).get("options")
+                                or {})
         data = open_source(data, **(data_options or {}))
     else:
         source = str(getattr(data, "meta", {}).get("source", type(data).__name__))
+    idx, used, notes = select_split(data, ckpt, split, same, source)
+    for note in notes:
+        warnings.warn(f"{source}: {note}", DataWarning, stacklevel=2)
     result = evaluate_model(model, data, spec=spec, batch_size=batch_size,
-                            precision=precision, progress=progress)
+                            precision=precision, progress=progress, indices=idx)
+    result["split"] = used
+    result["scored_ids"] = sample_ids(data)[idx].tolist()
+    result["warnings"] = notes
     if out_dir is not None:
         c = result["counts"]
         info = {"checkpoint": str(checkpoint), "data": source,
-                "samples": c["samples"], "scored": c["scored"],
+                "split": used if used == "all" else f"{used} (the samples the checkpoint "
+                "recorded)", "samples": c["samples"], "scored": c["scored"],
                 "excluded (no valid date)": c["excluded_no_valid_date"],
                 "unlabelled": c["unlabelled"],
                 "excluded by the reader": "; ".join(
                     f"{k}: {v.get('count', v) if isinstance(v, dict) else v}"
                     for k, v in result["data_exclusions"].items()) or "nothing",
-                "precision": precision}
+                "precision": precision, **({"warning": " ".join(notes)} if notes else {})}
         files = write_report(result, out_dir, title="SITS-Former evaluation", info=info)
         result["files"] = {k: str(v) for k, v in files.items()}
     return result

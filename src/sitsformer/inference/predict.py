@@ -110,6 +110,41 @@ def _as_days(dates: np.ndarray) -> np.ndarray:
     return np.asarray(dates).astype("datetime64[D]").astype(np.int64)
 
 
+def input_medians(src: Any, spec: InputSpec, scaled: bool, side: int = 128) -> np.ndarray:
+    """Per-band medians of the clear pixels of a central ``side x side`` window of ``src``,
+    in the units the model sees (after the input's or the spec's scale)."""
+    h, w = min(side, int(src.height)), min(side, int(src.width))
+    r0, c0 = (int(src.height) - h) // 2, (int(src.width) - w) // 2
+    block = src.read_window(r0, c0, h, w)
+    x = np.asarray(block["sequence"], np.float32)  # (T, C, h, w)
+    clear = np.asarray(block["pixel_mask"], bool)
+    if not scaled and spec.scale not in (None, 1.0):
+        x = x / np.float32(spec.scale)
+    vals = np.moveaxis(x, 1, -1)[clear]  # (n, C)
+    return np.median(vals, axis=0) if len(vals) else np.full(x.shape[1], np.nan)
+
+
+def warn_far_statistics(src: Any, spec: InputSpec, scaled: bool, where: str,
+                        side: int = 128) -> list[str]:
+    """Warn (``DataWarning``) when the input's per-band medians are more than 5x from the
+    training medians stored in ``spec``, naming the bands: usually a wrong scale (see
+    ``--input-scale``). Returns the bands named."""
+    import warnings
+
+    from sitsformer.data.errors import DataWarning
+
+    if spec.median is None:  # older checkpoints: nothing to compare with
+        return []
+    far = spec.far_medians(input_medians(src, spec, scaled, side))
+    if far:
+        detail = ", ".join(f"{b} (training {ref:.4g}, input {got:.4g})" for b, ref, got in far)
+        warnings.warn(f"{where}: the input's per-band medians are more than 5x from the training "
+                      f"statistics for {detail}; check the input's scale (--input-scale: the "
+                      f"factor the input values are stored with; the model was trained with "
+                      f"scale {spec.scale})", DataWarning, stacklevel=3)
+    return [b for b, _, _ in far]
+
+
 def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str], *,
                    window: int | tuple[int, int] = 256, overlap: int | None = None, batch_size: int = 1024,
                    precision: str = "fp32", probabilities: bool = False, progress: bool = True,
@@ -189,6 +224,7 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
     out.parent.mkdir(parents=True, exist_ok=True)
 
     scaled = getattr(src, "scale", None) is not None  # the reader already divided by it
+    warn_far_statistics(src, spec, scaled, where, side=min(win_h, win_w, 128))
 
     def prep(x: np.ndarray) -> np.ndarray:
         return spec.prepare_array(x, scaled=scaled)  # type: ignore[union-attr]

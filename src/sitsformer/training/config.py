@@ -58,15 +58,41 @@ class DataSection:
     demo_samples: int = 800  # demo only
     demo_img_size: int = 1  # demo only: 1 = pixel time series
     demo_classes: int = 8  # demo only
-    split: str = "group"  # "upstream" (the source's own split), "group", "stratified", "random"
+    split: str = "group"  # one of sitsformer.data.SPLITS (docs/data_preparation.md, "Splits")
+    split_file: str | None = None  # split "file": CSV id,split or JSON {id: split}
+    folds: int = 5  # split "kfold": number of folds ...
+    fold: int = 0  # ... and the fold held out as the test split (0 .. folds - 1)
+    block_size: float | None = None  # split "spatial": block side in coordinate units
     val_fraction: float = 0.15
     test_fraction: float = 0.2
-    scale: float = 10000.0  # values are divided by this first (Sentinel-2 L2A: 10000)
+    # the factor values are stored with (models see value / scale): "auto" infers it from the
+    # training values (integer reflectance x 10000 -> 10000, floats 0..1 or an index -> 1);
+    # a number always wins; null = values used as stored
+    scale: float | str | None = "auto"
     normalize: bool = True  # then standardised per band with train-split statistics
     batch_size: int = 64  # global batch (split over ranks under torchrun)
     eval_batch_size: int | None = None
     num_workers: int = 0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        from sitsformer.data.module import SPLITS
+
+        if self.split not in SPLITS:
+            allowed = "; ".join(f"{k!r} ({v})" for k, v in SPLITS.items())
+            raise ConfigError(f"config key 'data.split': expected one of {allowed}; found "
+                              f"{self.split!r} (see docs/data_preparation.md)")
+        if isinstance(self.scale, str) and self.scale != "auto":
+            try:  # YAML 1.1 reads "1e4" (no dot) as a string
+                self.scale = float(self.scale)
+            except ValueError:
+                pass
+        if isinstance(self.scale, str) and self.scale != "auto":
+            raise ConfigError(f"config key 'data.scale': expected 'auto', null or a positive "
+                              f"number (the factor values are stored with), found {self.scale!r}")
+        if self.scale is not None and not isinstance(self.scale, str) and not self.scale > 0:
+            raise ConfigError(f"config key 'data.scale': expected a positive number, found "
+                              f"{self.scale!r}")
 
 
 @dataclass
@@ -243,8 +269,23 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML without timestamps: ``2006-01-01`` stays the string it was typed as (configs are
+    stored in checkpoints, which are read back with ``weights_only=True``)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """``["optim.lr=3e-4", "train.epochs=5"]`` -> nested dict; values are parsed as YAML."""
+    """``["optim.lr=3e-4", "train.epochs=5"]`` -> nested dict; values are parsed as YAML
+    (dates such as ``2006-01-01`` stay strings)."""
     nested: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
@@ -254,7 +295,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         if not all(parts):
             raise ConfigError(f"override {item!r}: empty name in key {key!r}")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = _yaml(raw) if raw.strip() else None
         except yaml.YAMLError as err:
             raise ConfigError(f"override {key!r}: cannot parse value {raw!r} ({err})") from err
         node = nested
@@ -293,7 +334,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         path = Path(path)
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = _yaml(path.read_text()) or {}
         except (OSError, yaml.YAMLError) as err:
             raise ConfigError(f"cannot read config file {path}: {err}") from err
         if not isinstance(loaded, dict):

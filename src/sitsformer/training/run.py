@@ -196,8 +196,36 @@ def fit_and_test(cfg: ExperimentConfig, model: Any, optimizer: Any, scheduler: A
         if is_main_process():
             (run_path / "test_metrics.json").write_text(json.dumps(
                 {"checkpoint": str(best), "epoch": result["best_epoch"], **test}, indent=2))
+            if dm.num_classes:
+                out["test_report"] = write_test_report(trainer.model_without_ddp, dm, best,
+                                                       run_path / "test_report", device, cfg)
         out["test_metrics_file"] = str(run_path / "test_metrics.json")
     return out
+
+
+def write_test_report(model: nn.Module, dm: DataModule, checkpoint: Path, out_dir: Path,
+                      device: torch.device, cfg: ExperimentConfig) -> dict[str, str]:
+    """The full report of the test split (per-class precision/recall/F1/IoU, confusion matrix;
+    ``metrics.json``, ``report.md``, PNGs): the same scoring and files as ``sitsformer
+    evaluate`` (:func:`~sitsformer.evaluation.evaluate.evaluate_model`)."""
+    from sitsformer.evaluation.evaluate import evaluate_model
+    from sitsformer.evaluation.report import write_report
+
+    idx = dm.splits["test"]
+    res = evaluate_model(model, dm.samples, spec=dm.spec, indices=idx,
+                         batch_size=dm.eval_batch_size or 256, precision="fp32", device=device,
+                         progress=False, class_names=dm.classes)
+    res["split"] = "test"
+    res["scored_ids"] = dm.ids[idx].tolist()
+    c = res["counts"]
+    info = {"checkpoint": str(checkpoint), "data": dm.meta["source"],
+            "split": f"test ({dm.split} split, {len(idx)} samples)", "samples": c["samples"],
+            "scored": c["scored"], "excluded (no valid date)": c["excluded_no_valid_date"],
+            "unlabelled": c["unlabelled"], "scale": f"{dm.spec.scale} "  # type: ignore[union-attr]
+            f"({dm.spec.scale_source})"}  # type: ignore[union-attr]
+    files = write_report(res, out_dir, title="SITS-Former test report", info=info,
+                         plots=cfg.logging.plots)
+    return {k: str(v) for k, v in files.items()}
 
 
 class Recipe:
