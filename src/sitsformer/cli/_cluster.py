@@ -26,7 +26,7 @@ def add_cluster_options(p: argparse.ArgumentParser, block: int = 512) -> None:
 
 @contextlib.contextmanager
 def runner_from_args(args: argparse.Namespace) -> Iterator[Any]:
-    from sitsformer.maps.cluster import dask_cluster
+    from sitsformer.parallel.cluster import dask_cluster
 
     with dask_cluster(workers=args.workers or None, scheduler=args.scheduler) as runner:
         yield runner
