@@ -231,3 +231,69 @@ def write_demo_raster(folder: str | Any, *, height: int = 64, width: int = 64,
                           geometry_type="Polygon", crs=crs, driver="GPKG")
     return {"folder": root, "data": root / "data", "labels": label_path, "classes": names,
             "class_map": class_map, "dates": dates, "bands": bands}
+
+
+def write_demo_stac(folder: str | Any, **options: Any) -> dict[str, Any]:
+    """GENERATED demo data as a local STAC item collection (no network needed).
+
+    Writes :func:`write_demo_raster` data (``options`` pass through), splits every date into
+    one single-band COG per band (``items/<date>/<band>.tif``) plus the ``scl`` asset, and
+    writes ``<folder>/items.json``: a STAC ``FeatureCollection`` whose items carry the
+    projection extension (``proj:code``, ``proj:shape``, ``proj:transform``) and relative
+    asset paths. Returns the :func:`write_demo_raster` dict plus ``"stac"`` (the JSON path).
+    """
+    import json
+    from pathlib import Path
+
+    import rasterio
+    import rasterio.shutil
+
+    root = Path(folder)
+    info = write_demo_raster(root / "geotiff", **options)
+    items = []
+    for f, d in zip(sorted(info["data"].glob("*.tif")), info["dates"]):
+        day = str(d)
+        out = root / "items" / day
+        out.mkdir(parents=True, exist_ok=True)
+        assets = {}
+        with rasterio.open(f) as src:
+            prof = {**src.profile, "count": 1, "driver": "GTiff"}
+            for b, name in enumerate(info["bands"], start=1):
+                tmp = out / f".{name}.tif"
+                with rasterio.open(tmp, "w", **prof) as dst:
+                    dst.write(src.read(b), 1)
+                rasterio.shutil.copy(tmp, out / f"{name}.tif", driver="COG", compress="DEFLATE",
+                                     blocksize=64)
+                tmp.unlink()
+                assets[name] = {"href": f"items/{day}/{name}.tif", "roles": ["data"],
+                                "type": "image/tiff; application=geotiff; "
+                                        "profile=cloud-optimized",
+                                "raster:bands": [{"nodata": src.nodata, "data_type": "int16"}]}
+            crs, transform, shape = src.crs, src.transform, (src.height, src.width)
+            bounds = src.bounds
+        scl = info["folder"] / "SCL" / f"{f.stem}_SCL.tif"
+        if scl.exists():
+            rasterio.shutil.copy(scl, out / "scl.tif", driver="COG", blocksize=64)
+            assets["scl"] = {"href": f"items/{day}/scl.tif", "roles": ["cloud"],
+                             "type": "image/tiff; application=geotiff",
+                             "raster:bands": [{"data_type": "uint8"}]}
+        from pyproj import Transformer
+
+        tr = Transformer.from_crs(crs.to_wkt(), "EPSG:4326", always_xy=True)
+        lon0, lat0 = tr.transform(bounds.left, bounds.bottom)
+        lon1, lat1 = tr.transform(bounds.right, bounds.top)
+        items.append({
+            "type": "Feature", "stac_version": "1.0.0", "id": f"demo-{day}",
+            "stac_extensions": [
+                "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+                "https://stac-extensions.github.io/raster/v1.1.0/schema.json"],
+            "geometry": {"type": "Polygon", "coordinates": [[[lon0, lat0], [lon1, lat0],
+                                                              [lon1, lat1], [lon0, lat1],
+                                                              [lon0, lat0]]]},
+            "bbox": [lon0, lat0, lon1, lat1],
+            "properties": {"datetime": f"{day}T10:30:00Z", "proj:code": f"EPSG:{crs.to_epsg()}",
+                           "proj:shape": list(shape), "proj:transform": list(transform)[:6]},
+            "links": [], "assets": assets})
+    path = root / "items.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": items}, indent=1))
+    return {**info, "stac": path}
