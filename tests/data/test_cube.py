@@ -124,6 +124,7 @@ def test_data_build_cli_from_a_stac_collection(scene, tmp_path, capsys):
     assert "-o labels=FILE" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_predict_reads_a_stac_collection_like_the_folder(scene, tmp_path):
     import torch
 

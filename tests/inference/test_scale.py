@@ -117,6 +117,7 @@ def test_map_on_a_scheduler_equals_the_single_process_map(scheduler_address, pat
     assert not parts_dir(out).exists()  # assembled, parts removed
 
 
+@pytest.mark.slow
 def test_local_cluster_map_equals_the_single_process_map(patch_ckpt, tile, reference, tmp_path):
     out = tmp_path / "map.tif"
     assert _predict(patch_ckpt, tile["folder"], out, "--workers", "2") == 0

@@ -147,7 +147,8 @@ class BlockLedger:
     Args:
         folder: the parts folder (:func:`parts_dir`).
         run: the run's :func:`fingerprint`.
-        overwrite: discard parts of an earlier run instead of resuming or refusing.
+        overwrite: discard the parts of an earlier run with other settings instead of refusing
+            (parts of the same run are always resumed).
 
     Raises:
         FileExistsError: the folder holds parts of a run with other settings (names them).
@@ -158,11 +159,13 @@ class BlockLedger:
         self.done: dict[int, dict[str, Any]] = {}
         run = json.loads(json.dumps(run, default=str))
         meta = self.folder / "run.json"
-        if self.folder.exists() and overwrite:
+        before = json.loads(meta.read_text()) if meta.exists() else None
+        changed = [] if before is None else sorted(
+            k for k in set(before) | set(run) if before.get(k) != run.get(k))
+        if self.folder.exists() and (changed and overwrite or before is None):
             shutil.rmtree(self.folder)
-        if meta.exists():
-            before = json.loads(meta.read_text())
-            changed = sorted(k for k in set(before) | set(run) if before.get(k) != run.get(k))
+            before = None
+        if before is not None:
             if changed:
                 raise FileExistsError(
                     f"{self.folder} holds the unfinished blocks of a run with other settings "
