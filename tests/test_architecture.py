@@ -19,11 +19,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "sitsformer"
 # training <- cli; data imports no model; evaluation and inference never import training.
 ALLOWED = {
     "layers": {"layers"},
-    "data": {"data"},
+    "data": {"data", "parallel"},
     "models": {"models", "layers", "data"},
     "evaluation": {"evaluation", "models", "data"},
-    "inference": {"inference", "models", "data"},
-    "maps": {"maps", "data"},
+    "inference": {"inference", "models", "data", "parallel"},
+    "maps": {"maps", "data", "parallel"},
+    "parallel": {"parallel"},
     "training": {"training", "evaluation", "models", "layers", "data", "configs"},
     "tuning": {"tuning", "training", "evaluation", "models", "data", "configs"},
     "configs": {"configs"},

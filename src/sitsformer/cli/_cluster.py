@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 
-def add_cluster_options(p: argparse.ArgumentParser, block: int = 512) -> None:
-    """``--workers``, ``--scheduler``, ``--block``, ``--overwrite``, ``--quiet``."""
+def add_where_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """``--workers``, ``--scheduler`` (the group is returned for more options)."""
     g = p.add_argument_group("where blocks run")
     g.add_argument("--workers", type=int, default=0, metavar="N",
                    help="start a local dask cluster of N worker processes (threads per worker "
@@ -17,6 +17,12 @@ def add_cluster_options(p: argparse.ArgumentParser, block: int = 512) -> None:
     g.add_argument("--scheduler", metavar="ADDRESS",
                    help="use an existing dask.distributed scheduler, e.g. tcp://10.0.0.5:8786 "
                    "(its workers must see the input and output paths)")
+    return g
+
+
+def add_cluster_options(p: argparse.ArgumentParser, block: int = 512) -> None:
+    """``--workers``, ``--scheduler``, ``--block``, ``--overwrite``, ``--quiet``."""
+    g = add_where_options(p)
     g.add_argument("--block", type=int, default=block,
                    help=f"block side in pixels ({block}); memory grows with it, results do not "
                    "change")
@@ -26,7 +32,7 @@ def add_cluster_options(p: argparse.ArgumentParser, block: int = 512) -> None:
 
 @contextlib.contextmanager
 def runner_from_args(args: argparse.Namespace) -> Iterator[Any]:
-    from sitsformer.maps.cluster import dask_cluster
+    from sitsformer.parallel.cluster import dask_cluster
 
     with dask_cluster(workers=args.workers or None, scheduler=args.scheduler) as runner:
         yield runner

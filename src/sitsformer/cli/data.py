@@ -1,4 +1,10 @@
-"""``sitsformer data inspect|build``: look at a data source, write a Zarr sample store."""
+"""``sitsformer data inspect|build``: look at a data source, write a Zarr sample store.
+
+``data build`` of a GeoTIFF folder or a local STAC ``.json`` with ``--workers``/``--scheduler``/
+``--block`` (always for STAC) reads the raster as a lazy cube (:mod:`sitsformer.data.cube`):
+only the blocks holding label polygons/points are read, on a Dask cluster, and appended to the
+store block by block.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from sitsformer.cli._cluster import add_where_options
 from sitsformer.cli._common import (
     UsageError,
     add_overwrite,
@@ -130,9 +137,44 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_from_cube(args: argparse.Namespace) -> int:
+    """GeoTIFF folder / STAC JSON + label polygons or points -> store, block by block on Dask."""
+    from pathlib import Path
+
+    from sitsformer.data import DataError
+    from sitsformer.data.cube import build_store_from_cube, open_cube
+    from sitsformer.parallel import dask_cluster
+
+    try:
+        options = reader_options(args.option)
+        labels = options.pop("labels", None)
+        if labels is None:
+            raise UsageError("building a store from a raster cube needs the label polygons or "
+                             "points: -o labels=FILE (.gpkg, .shp, .geojson)")
+        if args.stats_split != "all":
+            raise UsageError("--stats-split applies to the in-memory build; the cube build "
+                             "computes statistics on all samples")
+        kw = {k: options.pop(k) for k in ("patch_size", "label_column") if k in options}
+        block = args.block or 256
+        cube = open_cube(Path(args.source), chunks=block, **options)
+        with dask_cluster(workers=args.workers or None, scheduler=args.scheduler) as runner:
+            store = build_store_from_cube(
+                cube, labels, args.output, block=block, chunk_size=args.chunk_size,
+                runner=runner if runner.client is not None else None,
+                overwrite=args.overwrite, progress=not args.quiet, **kw)
+    except (DataError, UsageError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(store)} samples to {args.output} (stats on {store.attrs['stats_on']}; "
+          f"read block by block from the cube, {block} px blocks)")
+    return 0
+
+
 def _build(args: argparse.Namespace) -> int:
     from sitsformer.data import DataError, build_store, open_source, splits
 
+    if args.workers or args.scheduler or args.block or str(args.source).endswith(".json"):
+        return _build_from_cube(args)
     try:
         ds = open_source(args.source, kind=args.kind, **reader_options(args.option))
         train = None
@@ -172,6 +214,11 @@ def register(subparsers: Any) -> None:
                     "training part of a grouped/stratified split")
     pb.add_argument("--test-size", type=float, default=0.2)
     pb.add_argument("--seed", type=int, default=0)
+    g = add_where_options(pb)
+    g.add_argument("--block", type=int, metavar="PIXELS",
+                   help="read the raster as a lazy cube in blocks of this side (default 256 "
+                   "with --workers/--scheduler or a STAC .json source): only blocks holding "
+                   "labels are read, memory is set by the block, not the raster")
     add_overwrite(pb)
     add_quiet(pb)
     pb.set_defaults(func=_build)

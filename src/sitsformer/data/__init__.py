@@ -17,9 +17,11 @@ import importlib
 from typing import Any
 
 from sitsformer.data.sample import IGNORE_INDEX, SampleError, check_sample, collate
-from sitsformer.data.synthetic import DEMO_CLASSES, S2_BANDS, DemoData, make_demo_data
+from sitsformer.data.synthetic import (DEMO_CLASSES, S2_BANDS, DemoData, make_demo_data,
+                                       write_demo_raster, write_demo_stac)
 
 _LAZY = {
+    "sitsformer.data.cube": ["Cube", "build_store_from_cube", "extract_samples", "open_cube"],
     "sitsformer.data.arrays": ["PastisDataset", "read_eopatch", "read_npz"],
     "sitsformer.data.csv_table": ["read_csv_table"],
     "sitsformer.data.dataset": ["ArrayDataset", "RasterPixelDataset", "SITSDataset",
@@ -60,4 +62,5 @@ def __dir__() -> list[str]:
 
 
 __all__ = sorted(["DEMO_CLASSES", "DemoData", "IGNORE_INDEX", "S2_BANDS", "SampleError",
-                  "check_sample", "collate", "make_demo_data", *_WHERE])
+                  "check_sample", "collate", "make_demo_data",
+                  "write_demo_raster", "write_demo_stac", *_WHERE])

@@ -307,13 +307,14 @@ def _read_label_raster(path: Path, stack: GeoTiffTimeSeries) -> tuple[np.ndarray
         return dst, fill
 
 
-def _read_label_polygons(path: Path, stack: GeoTiffTimeSeries, column: str | None,
-                         meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, list[Any]]:
-    """Rasterise label polygons: (class value index raster, polygon id raster, class values)."""
+def read_label_features(path: Path, crs: Any, column: str | None, meta: dict[str, Any]
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Label polygons or points of a vector file in ``crs`` (a rasterio CRS or None):
+    ``(shapely geometries, class values)``; the class column is found as documented in
+    :func:`read_geotiff_folder`."""
     import pyogrio.raw
     import shapely
     from pyproj import Transformer
-    from rasterio.features import rasterize
 
     info, _, geoms, fields = pyogrio.raw.read(path)
     names = list(info["fields"])
@@ -325,12 +326,23 @@ def _read_label_polygons(path: Path, stack: GeoTiffTimeSeries, column: str | Non
     values = np.asarray(fields[names.index(column)])
     shapes = shapely.from_wkb(geoms)
     src_crs = info.get("crs")
-    if src_crs and stack.crs is not None:
-        tr = Transformer.from_crs(src_crs, stack.crs.to_wkt(), always_xy=True)
+    if src_crs and crs is not None:
+        tr = Transformer.from_crs(src_crs, crs.to_wkt(), always_xy=True)
         shapes = np.array([shapely.transform(g, lambda xy: np.column_stack(
             tr.transform(xy[:, 0], xy[:, 1]))) for g in shapes], dtype=object)
-        if str(src_crs) != stack.crs_string:
+        epsg = crs.to_epsg()
+        if str(src_crs) != (f"EPSG:{epsg}" if epsg else crs.to_wkt()):
             meta["label_polygons_reprojected_from"] = str(src_crs)
+    return shapes, values
+
+
+def _read_label_polygons(path: Path, stack: GeoTiffTimeSeries, column: str | None,
+                         meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """Rasterise label polygons: (class value index raster, polygon id raster, class values)."""
+    import shapely
+    from rasterio.features import rasterize
+
+    shapes, values = read_label_features(path, stack.crs, column, meta)
     classes = sorted({v for v in values.tolist() if v is not None})
     index = {v: i for i, v in enumerate(classes)}
     left, top = _xy(stack.transform, 0, 0)

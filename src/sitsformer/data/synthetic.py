@@ -142,3 +142,158 @@ def make_demo_data(
             "group": fid,
         })
     return DemoData(samples=samples, classes=list(classes))
+
+
+def write_demo_raster(folder: str | Any, *, height: int = 64, width: int = 64,
+                      num_dates: int = 6, bands: list[str] | None = None, seed: int = 0,
+                      cloud_layer: bool = True, labels: bool = True, origin: tuple[float, float]
+                      = (500000.0, 5100000.0), crs: str = "EPSG:32633",
+                      block: int = 16) -> dict[str, Any]:
+    """GENERATED demo raster time series on disk: one Cloud-Optimized GeoTIFF per date.
+
+    Writes ``<folder>/data/S2_<YYYYMMDD>.tif`` (int16 reflectance x 10000, one band per entry
+    of ``bands``, band descriptions set, nodata -9999), with ``cloud_layer`` a sen2r-style
+    ``<folder>/SCL/S2_<YYYYMMDD>_SCL.tif`` (Sentinel-2 scene classes: 4 = vegetation, 9 =
+    cloud) and with ``labels`` ``<folder>/labels.gpkg`` (one square field polygon per
+    ``block`` x ``block`` cell, column ``class``, names from :data:`DEMO_CLASSES`). Classes
+    follow a smooth random field, so a patch model has something to learn. 10 m pixels.
+
+    Returns:
+        ``{"data": data folder, "folder": folder, "labels": path or None, "classes": names,
+        "class_map": (H, W) class index array, "dates": datetime64[D] (T,)}``.
+    """
+    from pathlib import Path
+
+    import rasterio
+    import rasterio.shutil
+    from rasterio.transform import from_origin
+
+    bands = list(bands or S2_BANDS[:4])
+    root = Path(folder)
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    k = 4
+    cells = rng.integers(0, k, size=(-(-height // block), -(-width // block)))
+    class_map = np.kron(cells, np.ones((block, block), np.int64))[:height, :width]
+    start = np.datetime64("2021-03-01")
+    dates = np.sort(start + rng.choice(np.arange(0, 240, 5), num_dates, replace=False))
+    doy = (dates - dates.astype("datetime64[Y]")).astype(np.int64) + 1
+    idx = np.linspace(0, len(_SOIL) - 1, len(bands)).round().astype(int)
+    soil, veg = _SOIL[idx], _VEG[idx]
+    peaks = np.array([120.0, 200.0, 150.0, 260.0])
+    transform = from_origin(origin[0], origin[1], 10.0, 10.0)
+    profile = {"driver": "COG", "height": height, "width": width, "count": len(bands),
+               "dtype": "int16", "nodata": -9999, "crs": crs, "transform": transform,
+               "compress": "deflate", "blocksize": 64}
+    for t, (d, day) in enumerate(zip(dates, doy)):
+        frac = _sigmoid((day - (peaks[class_map] - 40)) / 12) * _sigmoid(
+            (peaks[class_map] + 40 - day) / 12)  # (H, W)
+        refl = soil[:, None, None] * (1 - frac) + veg[:, None, None] * frac
+        refl = refl + rng.normal(0, 0.01, refl.shape)
+        values = np.clip(refl * 10000, 0, 10000).astype(np.int16)
+        name = f"S2_{str(d).replace('-', '')}"
+        mem = root / "data" / f".{name}.tif"
+        with rasterio.open(mem, "w", **{**profile, "driver": "GTiff"}) as dst:
+            dst.write(values)
+            dst.descriptions = tuple(bands)
+        rasterio.shutil.copy(mem, root / "data" / f"{name}.tif", driver="COG",
+                             compress="DEFLATE", blocksize=64)
+        mem.unlink()
+        if cloud_layer:
+            (root / "SCL").mkdir(exist_ok=True)
+            scl = np.full((height, width), 4, np.uint8)
+            cy, cx = rng.integers(0, height), rng.integers(0, width)
+            rr, cc = np.ogrid[:height, :width]
+            scl[(rr - cy) ** 2 + (cc - cx) ** 2 < (min(height, width) // 6) ** 2] = 9
+            with rasterio.open(root / "SCL" / f"{name}_SCL.tif", "w", driver="GTiff",
+                               height=height, width=width, count=1, dtype="uint8", crs=crs,
+                               transform=transform) as dst:
+                dst.write(scl, 1)
+    names = list(DEMO_CLASSES[:k])
+    label_path = None
+    if labels:
+        import pyogrio.raw
+        import shapely
+
+        geoms, classes = [], []
+        for i in range(cells.shape[0]):
+            for j in range(cells.shape[1]):
+                x0 = origin[0] + (j * block + 2) * 10.0
+                y1 = origin[1] - (i * block + 2) * 10.0
+                side = (min(block, width - j * block, height - i * block) - 4) * 10.0
+                if side <= 0:
+                    continue
+                geoms.append(shapely.box(x0, y1 - side, x0 + side, y1))
+                classes.append(names[cells[i, j]])
+        label_path = root / "labels.gpkg"
+        pyogrio.raw.write(label_path, np.asarray(shapely.to_wkb(geoms), dtype=object),
+                          field_data=[np.asarray(classes, dtype=object)], fields=["class"],
+                          geometry_type="Polygon", crs=crs, driver="GPKG")
+    return {"folder": root, "data": root / "data", "labels": label_path, "classes": names,
+            "class_map": class_map, "dates": dates, "bands": bands}
+
+
+def write_demo_stac(folder: str | Any, **options: Any) -> dict[str, Any]:
+    """GENERATED demo data as a local STAC item collection (no network needed).
+
+    Writes :func:`write_demo_raster` data (``options`` pass through), splits every date into
+    one single-band COG per band (``items/<date>/<band>.tif``) plus the ``scl`` asset, and
+    writes ``<folder>/items.json``: a STAC ``FeatureCollection`` whose items carry the
+    projection extension (``proj:code``, ``proj:shape``, ``proj:transform``) and relative
+    asset paths. Returns the :func:`write_demo_raster` dict plus ``"stac"`` (the JSON path).
+    """
+    import json
+    from pathlib import Path
+
+    import rasterio
+    import rasterio.shutil
+
+    root = Path(folder)
+    info = write_demo_raster(root / "geotiff", **options)
+    items = []
+    for f, d in zip(sorted(info["data"].glob("*.tif")), info["dates"]):
+        day = str(d)
+        out = root / "items" / day
+        out.mkdir(parents=True, exist_ok=True)
+        assets = {}
+        with rasterio.open(f) as src:
+            prof = {**src.profile, "count": 1, "driver": "GTiff"}
+            for b, name in enumerate(info["bands"], start=1):
+                tmp = out / f".{name}.tif"
+                with rasterio.open(tmp, "w", **prof) as dst:
+                    dst.write(src.read(b), 1)
+                rasterio.shutil.copy(tmp, out / f"{name}.tif", driver="COG", compress="DEFLATE",
+                                     blocksize=64)
+                tmp.unlink()
+                assets[name] = {"href": f"items/{day}/{name}.tif", "roles": ["data"],
+                                "type": "image/tiff; application=geotiff; "
+                                        "profile=cloud-optimized",
+                                "raster:bands": [{"nodata": src.nodata, "data_type": "int16"}]}
+            crs, transform, shape = src.crs, src.transform, (src.height, src.width)
+            bounds = src.bounds
+        scl = info["folder"] / "SCL" / f"{f.stem}_SCL.tif"
+        if scl.exists():
+            rasterio.shutil.copy(scl, out / "scl.tif", driver="COG", blocksize=64)
+            assets["scl"] = {"href": f"items/{day}/scl.tif", "roles": ["cloud"],
+                             "type": "image/tiff; application=geotiff",
+                             "raster:bands": [{"data_type": "uint8"}]}
+        from pyproj import Transformer
+
+        tr = Transformer.from_crs(crs.to_wkt(), "EPSG:4326", always_xy=True)
+        lon0, lat0 = tr.transform(bounds.left, bounds.bottom)
+        lon1, lat1 = tr.transform(bounds.right, bounds.top)
+        items.append({
+            "type": "Feature", "stac_version": "1.0.0", "id": f"demo-{day}",
+            "stac_extensions": [
+                "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+                "https://stac-extensions.github.io/raster/v1.1.0/schema.json"],
+            "geometry": {"type": "Polygon", "coordinates": [[[lon0, lat0], [lon1, lat0],
+                                                              [lon1, lat1], [lon0, lat1],
+                                                              [lon0, lat0]]]},
+            "bbox": [lon0, lat0, lon1, lat1],
+            "properties": {"datetime": f"{day}T10:30:00Z", "proj:code": f"EPSG:{crs.to_epsg()}",
+                           "proj:shape": list(shape), "proj:transform": list(transform)[:6]},
+            "links": [], "assets": assets})
+    path = root / "items.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": items}, indent=1))
+    return {**info, "stac": path}

@@ -12,6 +12,7 @@ from sitsformer.inference.predict import (
     companion_paths,
     predict_raster,
 )
+from sitsformer.inference.outputs import build_vrt
 from sitsformer.inference.sources import ArrayRasterSource, RasterSource, open_raster_source
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "InputMismatchError",
     "PredictionResult",
     "RasterSource",
+    "build_vrt",
     "companion_paths",
     "open_raster_source",
     "predict_raster",

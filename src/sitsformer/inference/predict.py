@@ -15,38 +15,37 @@ training samples cut by the data layer), ``"edge"`` (replicate the border pixel)
 
 Pixels without any clear date get the nodata value in every output (they are counted).
 Memory is bounded by one window (``T x C x (window + 2 overlap)^2`` values plus one batch of
-patches), never by the raster: outputs are written window by window with rasterio.
+patches), never by the raster: each finished window is written to disk at once and the
+final maps are assembled from those parts window by window.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
-import rasterio
 import torch
 from einops import rearrange
-from rasterio.windows import Window
 from torch import nn
 from tqdm.auto import tqdm
 
 from sitsformer.data.spec import InputSpec
+from sitsformer.inference.blocks import (BlockLedger, BlockSettings, fingerprint as _fingerprint,
+                                         parts_dir, predict_block)
+from sitsformer.inference.outputs import CLASS_NODATA, CONFIDENCE_NODATA, write_outputs
 from sitsformer.inference.sources import open_raster_source
 
 __all__ = ["CLASS_NODATA", "CONFIDENCE_NODATA", "PredictionResult", "companion_paths",
            "predict_raster"]
 
-CLASS_NODATA = 255
-"""Nodata value of a ``uint8`` class map (``65535`` when there are 255 classes or more)."""
-CONFIDENCE_NODATA = -1.0
-"""Nodata value of the confidence and probability rasters (probabilities lie in [0, 1])."""
 EDGE_MODES = ("masked", "edge", "reflect")
 PRECISIONS = ("fp32", "bf16", "fp16")
+PROBABILITY_DTYPES = ("float32", "uint8")
 
 
 @dataclass
@@ -63,6 +62,11 @@ class PredictionResult:
     num_nodata: int  # pixels without any clear date
     class_counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    blocks_total: int = 0
+    blocks_computed: int = 0  # in this call
+    blocks_resumed: int = 0  # finished by an earlier, interrupted call
+    block_seconds: float = 0.0  # computing blocks (without assembling the outputs)
+    where: str = "in-process"
 
     @property
     def pixels_per_second(self) -> float:
@@ -90,24 +94,6 @@ def _pad(block: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]], mode:
     if mode == "masked":
         return np.pad(block, full, mode="constant", constant_values=fill)
     return np.pad(block, full, mode="edge" if mode == "edge" else "reflect")
-
-
-def _profile(source: Any, dtype: str, count: int, nodata: float) -> dict[str, Any]:
-    h, w = int(source.height), int(source.width)
-    profile: dict[str, Any] = {"driver": "GTiff", "height": h, "width": w, "count": count,
-                               "dtype": dtype, "nodata": nodata, "compress": "deflate"}
-    if h >= 256 and w >= 256:
-        profile.update(tiled=True, blockxsize=256, blockysize=256)
-    if getattr(source, "crs", None) is not None:
-        profile["crs"] = rasterio.crs.CRS.from_user_input(source.crs)
-    transform = getattr(source, "transform", None)
-    if transform is not None:
-        profile["transform"] = transform
-    return profile
-
-
-def _as_days(dates: np.ndarray) -> np.ndarray:
-    return np.asarray(dates).astype("datetime64[D]").astype(np.int64)
 
 
 def input_medians(src: Any, spec: InputSpec, scaled: bool, side: int = 128) -> np.ndarray:
@@ -150,14 +136,25 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
                    precision: str = "fp32", probabilities: bool = False, progress: bool = True,
                    spec: InputSpec | None = None, edge_mode: str = "masked",
                    device: str | torch.device | None = None, overwrite: bool = False,
-                   class_names: list[str] | None = None) -> PredictionResult:
+                   class_names: list[str] | None = None, runner: Any = None,
+                   probabilities_dtype: str = "float32", cog: bool = True,
+                   torch_threads: int | None = None) -> PredictionResult:
     """Classify every pixel of a raster time series and write GeoTIFF maps.
 
-    Writes ``output`` (class index per pixel, ``uint8``, nodata :data:`CLASS_NODATA`),
+    Writes ``output`` (class index per pixel, ``uint8``, nodata :data:`CLASS_NODATA`, with a
+    colour table, the class names and a QGIS ``.qml`` style beside it),
     ``<stem>_confidence.tif`` (``float32`` highest class probability, nodata
     :data:`CONFIDENCE_NODATA`) and, with ``probabilities=True``, ``<stem>_probabilities.tif``
-    (one ``float32`` band per class). All carry the source's CRS and transform. Each file is
-    written under a temporary name and renamed when complete.
+    (one band per class: ``float32``, or ``uint8`` = round(254 p) with nodata 255 and the
+    1/254 scale in the file when ``probabilities_dtype="uint8"``). All carry the source's CRS
+    and transform and are Cloud-Optimized GeoTIFFs with overviews (``cog=False``: plain tiled
+    GeoTIFFs).
+
+    Windows ("blocks") run where ``runner`` says (:func:`sitsformer.parallel.dask_cluster`;
+    None = one after the other in this process). Each finished block is written at once to
+    a hidden ``.<name>.parts`` folder beside ``output`` and entered in its ledger; a run that
+    was killed resumes from there (same settings) without recomputing finished blocks. The
+    final files are assembled from the parts when all are done.
 
     Args:
         model: a ``SITSFormer`` (pixel or patch model); put in eval mode here.
@@ -176,13 +173,18 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
         edge_mode: how neighbourhoods are completed beyond the raster edge (module doc).
         device: where the model runs (default: the model's device).
         overwrite: replace existing outputs instead of refusing.
-        class_names: names for ``class_counts`` (default ``spec.classes``).
+        class_names: names for ``class_counts`` and the legend (default ``spec.classes``).
+        runner: a :class:`sitsformer.parallel.BlockRunner` (a Dask cluster) or None.
+        probabilities_dtype: ``"float32"`` or ``"uint8"`` (compact, see above).
+        cog: write Cloud-Optimized GeoTIFFs with overviews.
+        torch_threads: intra-op threads of each cluster worker (default: torch's own).
 
     Returns:
         A :class:`PredictionResult` (paths, pixel counts, class counts, seconds).
 
     Raises:
-        FileExistsError: an output exists and ``overwrite`` is False.
+        FileExistsError: an output exists and ``overwrite`` is False, or unfinished parts of
+            a run with other settings are there.
         sitsformer.data.InputMismatchError: bands, dates or length do not match.
         ValueError: invalid window, overlap, precision or edge mode.
     """
@@ -221,67 +223,55 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
     if existing and not overwrite:
         raise FileExistsError(f"output exists: {', '.join(existing)} (pass overwrite=True / "
                               "--overwrite to replace it)")
+    if probabilities_dtype not in PROBABILITY_DTYPES:
+        raise ValueError(f"probabilities_dtype must be one of {PROBABILITY_DTYPES}, got "
+                         f"{probabilities_dtype!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
 
     scaled = getattr(src, "scale", None) is not None  # the reader already divided by it
     warn_far_statistics(src, spec, scaled, where, side=min(win_h, win_w, 128))
 
-    def prep(x: np.ndarray) -> np.ndarray:
-        return spec.prepare_array(x, scaled=scaled)  # type: ignore[union-attr]
-
     k = int(cfg.num_classes)
     cls_dtype, cls_nodata = ("uint8", CLASS_NODATA) if k < 255 else ("uint16", 65535)
     dev = torch.device(device) if device is not None else next(model.parameters()).device
-    model.eval().to(dev)
     if precision == "fp16" and dev.type != "cuda":
         raise ValueError("precision='fp16' needs a CUDA device; use 'bf16' on CPU")
-    autocast = (torch.autocast(dev.type, dtype=torch.bfloat16 if precision == "bf16"
-                               else torch.float16)
-                if precision != "fp32" else contextlib.nullcontext())
-    doy = days = None
-    if dates is not None:
-        d = dates.astype("datetime64[D]")
-        doy = torch.from_numpy((d - d.astype("datetime64[Y]")).astype(np.int64) + 1)
-        days = torch.from_numpy(_as_days(d))
     names = class_names or spec.classes or [str(i) for i in range(k)]
-    counts = np.zeros(k, dtype=np.int64)
 
     h_all, w_all = int(src.height), int(src.width)
     windows = [(r, c, min(win_h, h_all - r), min(win_w, w_all - c))
                for r in range(0, h_all, win_h) for c in range(0, w_all, win_w)]
-    tmp = [t.with_name(f".{t.name}.partial") for t in targets]
-    n_nodata = done = 0
+    settings = BlockSettings(
+        spec=spec, scaled=scaled, overlap=overlap, half=half, edge_mode=edge_mode,
+        batch_size=int(batch_size), dates=dates, device=str(dev), precision=precision,
+        k=k, cls_nodata=cls_nodata, probabilities=probabilities,
+        probabilities_dtype=probabilities_dtype, torch_threads=torch_threads)
+    fingerprint = _fingerprint(model, src, where, settings, windows)
+    ledger = BlockLedger(parts_dir(out), fingerprint, overwrite=overwrite)
+    todo = [i for i in range(len(windows)) if i not in ledger.done]
     start = time.perf_counter()
-    try:
-        with contextlib.ExitStack() as stack:
-            dst_cls = stack.enter_context(rasterio.open(tmp[0], "w", **_profile(
-                src, cls_dtype, 1, cls_nodata)))
-            dst_conf = stack.enter_context(rasterio.open(tmp[1], "w", **_profile(
-                src, "float32", 1, CONFIDENCE_NODATA)))
-            dst_prob = (stack.enter_context(rasterio.open(tmp[2], "w", **_profile(
-                src, "float32", k, CONFIDENCE_NODATA))) if probabilities else None)
-            bar = tqdm(windows, desc="predict", unit="window", disable=not progress)
-            for r0, c0, h, w in bar:
-                cls_block, conf_block, prob_block, nod = _predict_window(
-                    model, src, prep, r0, c0, h, w, overlap, half, edge_mode, batch_size,
-                    doy, days, dev, autocast, k, cls_nodata, probabilities)
-                n_nodata += nod
-                valid = cls_block != cls_nodata
-                counts += np.bincount(cls_block[valid].astype(np.int64), minlength=k)[:k]
-                win = Window(c0, r0, w, h)
-                dst_cls.write(cls_block.astype(cls_dtype), 1, window=win)
-                dst_conf.write(conf_block, 1, window=win)
-                if dst_prob is not None:
-                    dst_prob.write(prob_block, window=win)
-                done += h * w
-                bar.set_postfix(pixels=f"{done:,}/{h_all * w_all:,}")
-        for t_path, final in zip(tmp, targets):
-            os.replace(t_path, final)
-    finally:
-        for t_path in tmp:
-            if t_path.exists():
-                t_path.unlink()
+    if runner is None or getattr(runner, "client", None) is None:
+        model.eval().to(dev)
+        bar = tqdm(todo, desc="predict", unit="block", disable=not progress)
+        for i in bar:
+            ledger.add(i, predict_block(model, src, settings, ledger.folder, i, windows[i]))
+    else:
+        model_f, src_f = runner.share(model.cpu().eval()), runner.share(src)
+        tasks = [dask.delayed(predict_block, pure=False)(model_f, src_f, settings,
+                                                         ledger.folder, i, windows[i])
+                 for i in todo]
+        for j, stats in runner.iter_blocks(tasks, progress=progress, desc="predict"):
+            ledger.add(todo[j], stats)
+    seconds_blocks = time.perf_counter() - start
+    write_outputs(ledger, windows, src, targets, cls_dtype, cls_nodata, k, names,
+                  probabilities, probabilities_dtype, cog=cog)
+    ledger.remove()
     seconds = time.perf_counter() - start
+    counts = np.zeros(k, dtype=np.int64)
+    n_nodata = 0
+    for st in ledger.done.values():
+        counts += np.asarray(st["counts"], dtype=np.int64)
+        n_nodata += int(st["nodata"])
     total = h_all * w_all
     return PredictionResult(
         class_map=str(out), confidence=str(conf_path),
@@ -289,7 +279,9 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
         num_pixels=total, num_predicted=total - n_nodata, num_nodata=n_nodata,
         class_counts={str(names[i]) if i < len(names) else str(i): int(counts[i])
                       for i in range(k)},
-        seconds=seconds)
+        seconds=seconds, blocks_total=len(windows), blocks_computed=len(todo),
+        blocks_resumed=len(windows) - len(todo), block_seconds=seconds_blocks,
+        where=getattr(runner, "description", "in-process"))
 
 
 @torch.no_grad()

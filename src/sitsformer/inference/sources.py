@@ -129,7 +129,8 @@ def open_raster_source(source: Any, **options: Any) -> Any:
     """A raster source from a path (via ``sitsformer.data``) or an object that already is one.
 
     Args:
-        source: a raster-source object, or a path to a folder of per-date GeoTIFFs read by
+        source: a raster-source object, a local STAC ``.json`` (read as a lazy
+            :class:`sitsformer.data.cube.Cube`), or a path to a folder of per-date GeoTIFFs read by
             ``sitsformer.data.GeoTiffTimeSeries`` (a sen2r-style folder holding one data and
             cloud sub-folder, such as ``SCL`` or ``QAI``, is read as data + cloud layer: the
             data layer's ``split_data_cloud_folders``).
@@ -143,6 +144,10 @@ def open_raster_source(source: Any, **options: Any) -> Any:
         path = Path(source)
         if not path.exists():
             raise FileNotFoundError(f"raster source not found: {path}")
+        if path.suffix.lower() == ".json":  # a local STAC catalog / item collection
+            from sitsformer.data.cube import open_cube
+
+            return open_cube(path, **options)
         from sitsformer.data.geotiff import GeoTiffTimeSeries, split_data_cloud_folders
 
         if path.is_dir() and "cloud_folder" not in options:

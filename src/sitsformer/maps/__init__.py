@@ -15,7 +15,7 @@ blocks whatever the raster size.
 """
 
 from sitsformer.maps.assessment import assess_map, stratified_estimates, write_report
-from sitsformer.maps.cluster import BlockRunner, dask_cluster, threads_per_worker
+from sitsformer.parallel.cluster import BlockRunner, dask_cluster, threads_per_worker
 from sitsformer.maps.points import read_points, write_points
 from sitsformer.maps.sampling import (
                                       SampleDesign,

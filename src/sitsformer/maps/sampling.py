@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from sitsformer.maps.cluster import BlockRunner
+from sitsformer.parallel.cluster import BlockRunner
 from sitsformer.maps.raster import check_class_map, check_outputs, iter_chunks, open_dask
 
 __all__ = ["SampleDesign", "allocate", "class_pixel_counts", "expected_oa_se",

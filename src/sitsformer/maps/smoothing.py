@@ -38,7 +38,7 @@ import dask.array as da
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from sitsformer.maps.cluster import BlockRunner
+from sitsformer.parallel.cluster import BlockRunner
 from sitsformer.maps.raster import (
     CLASS_NODATA,
     PROBABILITY_NODATA,
@@ -192,7 +192,7 @@ def smooth_raster(probabilities: str | os.PathLike[str], output: str | os.PathLi
     Raises:
         FileNotFoundError, FileExistsError, ValueError, sitsformer.data.DataError.
     """
-    from sitsformer.maps.cluster import BlockRunner as _Runner
+    from sitsformer.parallel.cluster import BlockRunner as _Runner
 
     runner = runner or _Runner()
     prob_path, cls_path = smoothed_paths(output)

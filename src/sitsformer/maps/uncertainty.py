@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from sitsformer.maps.cluster import BlockRunner
+from sitsformer.parallel.cluster import BlockRunner
 from sitsformer.maps.raster import (
     PROBABILITY_NODATA,
     BlockWriter,

@@ -30,13 +30,32 @@ from typing import Any
 import dask
 from tqdm.auto import tqdm
 
-__all__ = ["BlockRunner", "dask_cluster", "threads_per_worker"]
+__all__ = ["BlockRunner", "dask_cluster", "threads_per_worker", "worker_index"]
 
 
 def threads_per_worker(workers: int, cores: int | None = None) -> int:
     """Threads for each of ``workers`` processes so that ``cores`` are not oversubscribed."""
     cores = cores or os.cpu_count() or 1
     return max(1, cores // max(1, workers))
+
+
+def worker_index() -> int:
+    """This process's position among the cluster's workers (0 outside a cluster).
+
+    Workers of a local cluster are named ``0 .. N-1``; workers started by hand with
+    ``dask worker ... --name 3`` get that number; any other name counts as 0. Map inference
+    uses it to give each worker of a multi-GPU machine its own GPU.
+    """
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):
+        return 0
+    try:
+        return int(name)
+    except (TypeError, ValueError):
+        return 0
 
 
 class BlockRunner:
@@ -57,6 +76,20 @@ class BlockRunner:
             n = (len(client.scheduler_info().get("workers", {})) or 1) if client else 1
             max_in_flight = max(4, 2 * n * (os.cpu_count() or 1))
         self.max_in_flight = int(max_in_flight)
+
+    @property
+    def num_workers(self) -> int:
+        """Worker processes (1 in-process)."""
+        if self.client is None:
+            return 1
+        return max(1, len(self.client.scheduler_info().get("workers", {})))
+
+    def share(self, obj: Any) -> Any:
+        """``obj`` as a task argument sent once to every worker (a model, a source), not once
+        per task: a broadcast future on a cluster, ``obj`` itself in-process."""
+        if self.client is None:
+            return obj
+        return self.client.scatter(obj, broadcast=True, hash=False)
 
     def iter_blocks(self, tasks: Sequence[Any], *, progress: bool = True,
                     desc: str = "blocks") -> Iterator[tuple[int, Any]]:
