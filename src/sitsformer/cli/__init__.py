@@ -39,9 +39,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; for the commands that take ``KEY=VALUE`` overrides (they set
+    ``intermixed_overrides``), overrides written after options (``--resume X train.epochs=4``,
+    ``--json optim.lr=0.1``) join the ones before, in order. argparse's own
+    ``parse_intermixed_args`` refuses parsers with sub-commands, hence this."""
+    args, extras = parser.parse_known_args(argv)
+    if extras and getattr(args, "intermixed_overrides", False):
+        bad = [e for e in extras if e.startswith("-") or "=" not in e]
+        if not bad:
+            args.overrides = [*args.overrides, *extras]
+            extras = []
+        else:
+            extras = bad
+    if extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

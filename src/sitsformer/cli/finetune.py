@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     return run_config_command(
         args, lambda: load_config(args.config, args.overrides, cls=FinetuneExperimentConfig),
         lambda cfg, run_dir: run_finetuning(cfg, args.pretrained, resume=args.resume,
-                                            run_dir=run_dir), print_summary,
+                                            run_dir=run_dir,
+                                            allow_changes=args.allow_changes), print_summary,
         f"sitsformer finetune --config {{run_dir}}/config.yaml --pretrained {args.pretrained} "
         "--resume {last}")
 

@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
     return run_config_command(
         args, lambda: load_config(args.config, args.overrides, cls=PretrainExperimentConfig),
-        lambda cfg, run_dir: run_pretraining(cfg, resume=args.resume, run_dir=run_dir),
+        lambda cfg, run_dir: run_pretraining(cfg, resume=args.resume, run_dir=run_dir,
+                                 allow_changes=args.allow_changes),
         print_summary,
         "sitsformer pretrain --config {run_dir}/config.yaml --resume {last}")
 

@@ -1,9 +1,13 @@
 """``sitsformer train --config FILE.yaml [section.key=value ...]``: train from a YAML config.
 
 Launch with ``torchrun --nproc_per_node=N -m sitsformer.cli train ...`` for several processes
-(DDP; ``data.batch_size`` is the global batch). ``--resume RUN/last.pt`` continues a run.
-Exit codes: 0 done, 1 error in the config or data or a non-finite loss, 130/143 stopped by
-SIGINT/SIGTERM after saving a resumable checkpoint.
+(DDP; ``data.batch_size`` is the global batch). ``--resume RUN/last.pt`` continues a run: the
+model and data settings must be those of the checkpoint, a larger ``train.epochs`` extends
+the schedule, other changes need ``--allow-changes`` (recorded in ``resume_changes.json``).
+Overrides may come before or after any option.
+Exit codes: 0 done, 1 error in the config, data, checkpoint or a file that cannot be written
+(full disk, read-only folder) or a non-finite loss, 130/143 stopped by SIGINT/SIGTERM after
+saving a resumable checkpoint.
 """
 
 from __future__ import annotations
@@ -42,7 +46,11 @@ def add_run_arguments(p: argparse.ArgumentParser, example: str) -> None:
                    "(`sitsformer config list`; defaults in code otherwise)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help=f"dotted overrides, e.g. {example}")
-    p.add_argument("--resume", help="checkpoint to continue from (e.g. RUN/last.pt)")
+    p.add_argument("--resume", help="checkpoint to continue from (e.g. RUN/last.pt); the model "
+                   "and data settings must be the checkpoint's, train.epochs may grow")
+    p.add_argument("--allow-changes", action="store_true",
+                   help="with --resume: accept changed optim/schedule/loss/train settings "
+                   "(recorded in the run folder's resume_changes.json)")
     p.add_argument("--output", help="run folder (default: logging.run_dir/logging.name, or a "
                    "new time-stamped folder)")
     p.add_argument("--overwrite", action="store_true",
@@ -50,6 +58,7 @@ def add_run_arguments(p: argparse.ArgumentParser, example: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars (logging.progress)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
     p.add_argument("--json", action="store_true", help="also print a JSON summary line")
+    p.set_defaults(intermixed_overrides=True)  # KEY=VALUE after options: see cli.main
 
 
 def _run_dir(args: argparse.Namespace, cfg: Any) -> Path | None:
@@ -98,10 +107,19 @@ def run_config_command(args: argparse.Namespace, load: Callable[[], Any],
                   "choose another --output, or pass --overwrite to start afresh",
                   file=sys.stderr)
             return 1
+    if getattr(args, "allow_changes", False) and not args.resume:
+        print("error: --allow-changes only applies with --resume", file=sys.stderr)
+        return 1
     try:
         out = execute(cfg, run_dir)
     except (TrainingError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
+        cleanup_distributed()
+        return 1
+    except OSError as err:  # full disk, read-only or unwritable run folder
+        what = (f"cannot write {err.filename}: {err.strerror}" if err.filename
+                else (err.strerror or str(err)))
+        print(f"error: {what}; the checkpoints already written are intact", file=sys.stderr)
         cleanup_distributed()
         return 1
     if is_main_process():
@@ -124,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
 
     return run_config_command(
         args, lambda: load_config(args.config, args.overrides),
-        lambda cfg, run_dir: run_experiment(cfg, resume=args.resume, run_dir=run_dir),
+        lambda cfg, run_dir: run_experiment(cfg, resume=args.resume, run_dir=run_dir,
+                                  allow_changes=args.allow_changes),
         print_summary, "sitsformer train --config {run_dir}/config.yaml --resume {last}")
 
 

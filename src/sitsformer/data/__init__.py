@@ -27,7 +27,7 @@ _LAZY = {
     "sitsformer.data.dataset": ["ArrayDataset", "RasterPixelDataset", "SITSDataset",
                                 "dates_to_doy", "exclusion_report", "shared_data_dir"],
     "sitsformer.data.demo": ["DemoDataset"],
-    "sitsformer.data.errors": ["BandCountError", "DataError", "DataWarning", "DateParseError",
+    "sitsformer.data.errors": ["BandCountError", "CorruptFileError", "DataError", "DataWarning", "DateParseError",
                                "GeoReferenceError", "InputMismatchError", "LabelError",
                                "NoClearDateError", "SourceNotRecognizedError"],
     "sitsformer.data.loaders": ["EpochSampler", "SampleDataset", "make_loader"],

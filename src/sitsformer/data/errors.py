@@ -31,6 +31,10 @@ class NoClearDateError(DataError):
     """A sample has no valid (clear, non-nodata) date at all."""
 
 
+class CorruptFileError(DataError):
+    """A file cannot be read: unreadable, truncated or not in the expected format."""
+
+
 class GeoReferenceError(DataError):
     """Rasters or vectors do not share a usable grid/CRS (e.g. no overlap with the raster)."""
 

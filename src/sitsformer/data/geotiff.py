@@ -21,14 +21,15 @@ from typing import Any, Sequence
 
 import numpy as np
 import rasterio
+import rasterio.errors
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 from rasterio.windows import Window, from_bounds
 from rasterio.windows import transform as window_transform
 
 from sitsformer.data.dataset import RasterPixelDataset, add_exclusion, dates_to_doy
-from sitsformer.data.errors import (BandCountError, DataError, DataWarning, DateParseError,
-                                    GeoReferenceError, LabelError)
+from sitsformer.data.errors import (BandCountError, CorruptFileError, DataError, DataWarning,
+                                    DateParseError, GeoReferenceError, LabelError)
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
 DEFAULT_DATE_PATTERNS = (
@@ -56,6 +57,47 @@ def split_data_cloud_folders(folder: Path) -> tuple[Path, Path | None]:
     if len(data) == 1 and len(clouds) <= 1:
         return data[0], (clouds[0] if clouds else None)
     return folder, None
+
+
+def _reason(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return re.sub(r"^'[^']*' ", "", text[0]) if text else type(err).__name__  # no 2nd path
+
+
+def open_raster(path: str | Path, check_complete: bool = False) -> Any:
+    """``rasterio.open(path)`` for reading, with one :class:`CorruptFileError` line naming the
+    file when it is unreadable; with ``check_complete`` a TIFF whose first or last block lies
+    beyond the end of the file is reported as truncated (a cut file often still opens, but
+    without its geo-referencing, and would otherwise look like a grid mismatch)."""
+    path = Path(path)
+    try:
+        ds = rasterio.open(path)
+    except rasterio.errors.RasterioIOError as err:
+        size = path.stat().st_size if path.exists() else 0
+        raise CorruptFileError(f"{path}: unreadable raster ({size} bytes; {_reason(err)}); the "
+                               "file is corrupt, truncated or not a GeoTIFF") from None
+    if check_complete and ds.driver == "GTiff":
+        size = path.stat().st_size
+        rows, cols = ds.block_shapes[0] if ds.block_shapes else (ds.height, ds.width)
+        last = ((ds.width - 1) // max(cols, 1), (ds.height - 1) // max(rows, 1))
+        for band in sorted({1, ds.count}):
+            for x, y in ((0, 0), last):
+                off = ds.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=band)
+                n = ds.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=band)
+                if off and n and int(off) + int(n) > size:
+                    ds.close()
+                    raise CorruptFileError(
+                        f"{path}: truncated GeoTIFF: band {band} data end at byte "
+                        f"{int(off) + int(n)} but the file has {size} bytes")
+    return ds
+
+
+def _read(ds: Any, path: Path, **kwargs: Any) -> np.ndarray:
+    try:
+        return ds.read(**kwargs)
+    except rasterio.errors.RasterioIOError as err:
+        raise CorruptFileError(f"{path}: cannot read the raster data ({_reason(err)}); the "
+                               "file is corrupt or truncated") from None
 
 
 def _xy(t: Any, col: float, row: float) -> tuple[float, float]:
@@ -149,13 +191,13 @@ class GeoTiffTimeSeries:
         dated = _list_dated(self.folder, pattern, date_format, glob)
         self.files = [f for _, f in dated]
         self.dates = np.array([d for d, _ in dated], dtype="datetime64[D]")
-        with rasterio.open(self.files[0]) as ds:
+        with open_raster(self.files[0], check_complete=True) as ds:
             self.height, self.width, self.count = ds.height, ds.width, ds.count
             self.crs, self.transform = ds.crs, ds.transform
             self.nodata = ds.nodata if nodata is None else nodata
             descriptions = ds.descriptions
         for f in self.files[1:]:
-            with rasterio.open(f) as ds:
+            with open_raster(f, check_complete=True) as ds:
                 if ds.count != self.count:
                     raise BandCountError(f"{f}: {ds.count} bands, expected {self.count} "
                                          f"(as in {self.files[0].name})")
@@ -228,7 +270,7 @@ class GeoTiffTimeSeries:
 
     def _cloud_window(self, path: Path, dst_transform: Any, h: int, w: int) -> np.ndarray:
         """Clear mask of one cloud raster resampled (nearest) onto the destination grid."""
-        with rasterio.open(path) as src:
+        with open_raster(path) as src:
             # cells the cloud layer does not cover get its nodata, else a "not clear" value
             fill = src.nodata if src.nodata is not None else _NOT_CLEAR[self.cloud_kind]
             left, top = _xy(dst_transform, 0, 0)
@@ -238,10 +280,11 @@ class GeoTiffTimeSeries:
                                   max(top, bottom), src.transform)
                 win = Window(int(np.floor(win.col_off)) - 1, int(np.floor(win.row_off)) - 1,
                              int(np.ceil(win.width)) + 3, int(np.ceil(win.height)) + 3)
-                data = src.read(1, window=win, boundless=True, fill_value=fill)
+                data = _read(src, path, indexes=1, window=win, boundless=True,
+                             fill_value=fill)
                 src_transform = window_transform(win, src.transform)
             else:  # another CRS: reproject from the whole layer (cloud layers are small)
-                data, src_transform = src.read(1), src.transform
+                data, src_transform = _read(src, path, indexes=1), src.transform
             dst = np.full((h, w), fill, dtype=data.dtype)
             reproject(data, dst, src_transform=src_transform, src_crs=src.crs or self.crs,
                       dst_transform=dst_transform, dst_crs=self.crs,
@@ -269,8 +312,8 @@ class GeoTiffTimeSeries:
         pm = np.ones((t, height, width), bool)
         wt = window_transform(win, self.transform)
         for i, f in enumerate(self.files):
-            with rasterio.open(f) as ds:
-                data = ds.read(window=win).astype(np.float32)
+            with open_raster(f) as ds:
+                data = _read(ds, f, window=win).astype(np.float32)
             bad = ~np.isfinite(data)
             if self.nodata is not None and np.isfinite(self.nodata):
                 bad |= data == np.float32(self.nodata)
@@ -295,11 +338,11 @@ class GeoTiffTimeSeries:
 
 
 def _read_label_raster(path: Path, stack: GeoTiffTimeSeries) -> tuple[np.ndarray, float | None]:
-    with rasterio.open(path) as src:
+    with open_raster(path) as src:
         nodata = src.nodata
         if (src.height, src.width) == (stack.height, stack.width) and \
                 src.transform == stack.transform and (src.crs == stack.crs or src.crs is None):
-            return src.read(1), nodata
+            return _read(src, path, indexes=1), nodata
         fill = nodata if nodata is not None else 0
         dst = np.full((stack.height, stack.width), fill, dtype=src.dtypes[0])
         reproject(rasterio.band(src, 1), dst, dst_transform=stack.transform, dst_crs=stack.crs,

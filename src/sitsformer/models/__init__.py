@@ -4,13 +4,17 @@ and the encoder filter used by fine-tuning.
 * :class:`SITSFormerConfig` holds every architecture setting and its default (the only place
   defaults are written); variants list what they change; :func:`create_sits_former` builds.
 * :func:`save_checkpoint` / :func:`load_checkpoint` / :func:`load_model`: plain-data checkpoints
-  that rebuild the model from the file alone and carry its :class:`~sitsformer.data.InputSpec`.
+  that rebuild the model from the file alone and carry its :class:`~sitsformer.data.InputSpec`;
+  tutorial-style checkpoints are imported on reading, :func:`import_checkpoint` converts them.
 * :func:`load_pretrained_encoder` / :func:`build_finetune_model`: a pre-trained encoder into a
   classifier with a fresh head, exactly.
 """
 
 from sitsformer.models.checkpoint import (
     FORMAT,
+    CheckpointError,
+    CheckpointWriteError,
+    import_checkpoint,
     load_checkpoint,
     load_model,
     model_from_checkpoint,
@@ -37,12 +41,15 @@ from sitsformer.models.sits_former import SITSFormer
 
 __all__ = [
     "FORMAT",
+    "CheckpointError",
+    "CheckpointWriteError",
     "PretrainedMismatchError",
     "SITSFormer",
     "SITSFormerConfig",
     "build_finetune_model",
     "check_encoder_compatible",
     "create_sits_former",
+    "import_checkpoint",
     "list_models",
     "load_checkpoint",
     "load_model",

@@ -10,6 +10,7 @@ written to the run folder (``config.yaml``) and stored in every checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from sitsformer.models.config import SITSFormerConfig
 
 
 class ConfigError(ValueError):
-    """A config key is unknown or its value has the wrong type; the message names the key."""
+    """A config key is unknown, or its value has the wrong type or is out of range; the message
+    names the key (and, for a range, the value and the valid range)."""
 
 
 def _model_section() -> type:
@@ -166,7 +168,10 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> ExperimentConfig:
-        return _build(cls, data or {}, "")
+        """Build and validate: types first, then the value ranges (:data:`RANGES`)."""
+        cfg = _build(cls, data or {}, "")
+        check_values(cfg)
+        return cfg
 
 
 @dataclass
@@ -207,6 +212,130 @@ class FinetuneExperimentConfig(ExperimentConfig):
     that differs is an error."""
 
     finetune: FinetuneSection = field(default_factory=FinetuneSection)
+
+
+# ------------------------------------------------------------------------------ value ranges
+# Every numeric setting and the values it accepts, checked when a config is read (after the
+# types). One table, kept apart from the section classes above: a new numeric field gets a
+# line here (tests/training/test_config_values.py checks that every numeric field has one).
+# A list value (optim.betas, loss.class_weights) is checked item by item; None is always
+# accepted where the type allows it (it means "off" or "the default").
+
+
+@dataclass(frozen=True)
+class Range:
+    """``lo``/``hi`` bounds (None = unbounded); ``lo_open``/``hi_open`` exclude the bound."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def contains(self, v: float) -> bool:
+        if not math.isfinite(v):
+            return False
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
+
+    def __str__(self) -> str:
+        if self.lo is not None and self.hi is not None:
+            return (f"{'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}"
+                    f"{')' if self.hi_open else ']'}")
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        return f"{'<' if self.hi_open else '<='} {self.hi:g}" if self.hi is not None else "any"
+
+
+_POSITIVE = Range(0, lo_open=True)  # > 0
+_AT_LEAST_1 = Range(1)
+_NON_NEGATIVE = Range(0)
+_FRACTION = Range(0, 1, hi_open=True)  # [0, 1)
+_SEED = Range(0, 2**32 - 1)  # what numpy accepts
+
+RANGES: dict[str, Range] = {
+    # model (the architecture settings; SITSFormerConfig checks the combinations)
+    "model.img_size": _AT_LEAST_1, "model.patch_size": _AT_LEAST_1,
+    "model.in_channels": _AT_LEAST_1, "model.num_classes": Range(2),
+    "model.embed_dim": _AT_LEAST_1, "model.num_layers": _AT_LEAST_1,
+    "model.num_heads": _AT_LEAST_1, "model.mlp_ratio": _POSITIVE,
+    "model.dropout": _FRACTION, "model.attn_dropout": _FRACTION,
+    "model.max_seq_len": _AT_LEAST_1,
+    # data
+    "data.demo_samples": _AT_LEAST_1, "data.demo_img_size": _AT_LEAST_1,
+    "data.demo_classes": Range(2),
+    "data.val_fraction": _FRACTION, "data.test_fraction": _FRACTION,
+    "data.scale": _POSITIVE,
+    "data.batch_size": _AT_LEAST_1, "data.eval_batch_size": _AT_LEAST_1,
+    "data.num_workers": _NON_NEGATIVE, "data.seed": _SEED,
+    # optim
+    "optim.lr": _POSITIVE, "optim.weight_decay": _NON_NEGATIVE,
+    "optim.betas": _FRACTION, "optim.momentum": _FRACTION,
+    "optim.layer_decay": Range(0, 1, lo_open=True),  # (0, 1]
+    # schedule
+    "schedule.warmup_epochs": _NON_NEGATIVE, "schedule.min_lr": _NON_NEGATIVE,
+    "schedule.step_size": _AT_LEAST_1, "schedule.gamma": Range(0, 1, lo_open=True),
+    "schedule.patience": _NON_NEGATIVE, "schedule.factor": Range(0, 1, True, True),
+    # loss
+    "loss.label_smoothing": _FRACTION, "loss.class_weights": _NON_NEGATIVE,
+    "loss.focal_gamma": _NON_NEGATIVE,
+    # train
+    "train.epochs": _AT_LEAST_1, "train.grad_clip": _POSITIVE,
+    "train.accumulation_steps": _AT_LEAST_1, "train.early_stopping_patience": _AT_LEAST_1,
+    "train.seed": _SEED, "train.save_every": _AT_LEAST_1, "train.threads": _AT_LEAST_1,
+    "train.dist_timeout_s": _POSITIVE,
+    # pretrain / finetune
+    "pretrain.hide_ratio": Range(0, 1, True, True), "pretrain.eval_seed": _SEED,
+    "finetune.freeze_epochs": _NON_NEGATIVE, "finetune.label_fraction": Range(0, 1, True),
+}
+
+_NONE_MEANS = {"train.grad_clip": " (null = no clipping)",
+               "train.early_stopping_patience": " (null = never stop early)",
+               "train.save_every": " (null = no epoch_XXXX.pt files)"}
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "options":
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def check_values(cfg: ExperimentConfig) -> None:
+    """Check every numeric setting against :data:`RANGES`, then the settings that depend on
+    each other (the validation and test fractions leave a training split; the warm-up fits in
+    the run; the cosine floor is below the peak).
+
+    Raises:
+        ConfigError: names the key, the value found and the valid range.
+    """
+    flat = _flatten(cfg.to_dict())
+    for key, rng in RANGES.items():
+        if key not in flat or flat[key] is None:
+            continue
+        value = flat[key]
+        items = value if isinstance(value, list) else [value]
+        for v in items:
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not rng.contains(v):
+                raise ConfigError(f"config key {key!r}: value {value!r} is out of range; "
+                                  f"expected {rng}{_NONE_MEANS.get(key, '')}")
+    d, s, t = cfg.data, cfg.schedule, cfg.train
+    if getattr(d, "split", None) != "upstream" and d.val_fraction + d.test_fraction >= 1:
+        raise ConfigError(f"config keys 'data.val_fraction' + 'data.test_fraction': "
+                          f"{d.val_fraction} + {d.test_fraction} = "
+                          f"{d.val_fraction + d.test_fraction:g} leaves no training data; "
+                          "expected a sum < 1")
+    if s.type != "plateau" and s.warmup_epochs > t.epochs:
+        raise ConfigError(f"config key 'schedule.warmup_epochs': value {s.warmup_epochs!r} is "
+                          f"longer than the run (train.epochs={t.epochs}); expected "
+                          f"<= train.epochs")
+    if s.min_lr > cfg.optim.lr:
+        raise ConfigError(f"config key 'schedule.min_lr': value {s.min_lr!r} is above the "
+                          f"peak learning rate optim.lr={cfg.optim.lr!r}; expected <= optim.lr")
+# ------------------------------------------------------------------------------ end of ranges
 
 
 def _type_ok(value: Any, tp: Any) -> bool:
@@ -348,8 +477,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def save_config(config: ExperimentConfig, path: str | Path) -> Path:
-    """Write the resolved config as YAML."""
+    """Write the resolved config as YAML (replaced whole: temporary file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    tmp.replace(path)
     return path

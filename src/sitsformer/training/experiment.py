@@ -24,7 +24,8 @@ class TrainRecipe(Recipe):
 
 def run_experiment(cfg: ExperimentConfig, resume: str | None = None,
                    run_dir: str | Path | None = None,
-                   callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+                   callbacks: Sequence[Any] = (), allow_changes: bool = False) -> dict[str, Any]:
     """Train and test as configured; see :func:`sitsformer.training.run.run` for the
     arguments and the returned summary."""
-    return run(cfg, TrainRecipe(), resume=resume, run_dir=run_dir, callbacks=callbacks)
+    return run(cfg, TrainRecipe(), resume=resume, run_dir=run_dir, callbacks=callbacks,
+               allow_changes=allow_changes)

@@ -157,7 +157,7 @@ class FinetuneRecipe(Recipe):
 
 def run_finetuning(cfg: FinetuneExperimentConfig, pretrained: str | os.PathLike[str] | None,
                    resume: str | None = None, run_dir: str | os.PathLike[str] | None = None,
-                   ) -> dict[str, Any]:
+                   allow_changes: bool = False) -> dict[str, Any]:
     """Fine-tune a pre-trained encoder (or, with ``pretrained=None``, train from scratch with
     the very same recipe, the fair comparison) on the labelled source of ``cfg``.
 
@@ -172,7 +172,8 @@ def run_finetuning(cfg: FinetuneExperimentConfig, pretrained: str | os.PathLike[
         the summary of :func:`sitsformer.training.run.run` plus ``"pretrained"`` (the loading
         report, None from scratch).
     """
-    return run(cfg, FinetuneRecipe(pretrained), resume=resume, run_dir=run_dir)
+    return run(cfg, FinetuneRecipe(pretrained), resume=resume, run_dir=run_dir,
+               allow_changes=allow_changes)
 
 
 __all__ = [

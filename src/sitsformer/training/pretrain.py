@@ -175,7 +175,8 @@ class PretrainRecipe(Recipe):
 
 
 def run_pretraining(cfg: PretrainExperimentConfig, resume: str | None = None,
-                    run_dir: str | Path | None = None) -> dict[str, Any]:
+                    run_dir: str | Path | None = None, allow_changes: bool = False
+                    ) -> dict[str, Any]:
     """Pre-train an encoder as configured (what ``sitsformer pretrain`` runs).
 
     Reads the source (labels not needed), splits it, scales and standardises with train-split
@@ -189,7 +190,8 @@ def run_pretraining(cfg: PretrainExperimentConfig, resume: str | None = None,
         is the pre-training config (encoder config under ``"encoder"``), their ``input_spec``
         the bands, scale and normalisation that fine-tuning reuses.
     """
-    return run(cfg, PretrainRecipe(), resume=resume, run_dir=run_dir)
+    return run(cfg, PretrainRecipe(), resume=resume, run_dir=run_dir,
+               allow_changes=allow_changes)
 
 
 __all__ = [

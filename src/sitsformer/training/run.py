@@ -16,6 +16,12 @@ Every run goes through the same steps, in this order:
    the data facts in every checkpoint, then score the best checkpoint on the test split
    (:func:`fit_and_test`).
 
+Resuming (``resume=RUN/last.pt``) first compares the resolved config with the one stored in
+the checkpoint (:func:`check_resume`): a change to the model or the data is refused with the
+differing keys; a larger ``train.epochs`` continues the run on the schedule of the new length;
+any other change (``optim.lr`` ...) needs ``allow_changes=True`` and is recorded in the run
+folder's ``resume_changes.json``.
+
 A recipe is a small class (:class:`Recipe`) overriding the steps that differ:
 :class:`~sitsformer.training.experiment.TrainRecipe`,
 :class:`~sitsformer.training.pretrain.PretrainRecipe` and
@@ -53,8 +59,111 @@ from sitsformer.training.scheduler import create_scheduler
 from sitsformer.training.tasks import ClassificationTask
 from sitsformer.training.trainer import SITSFormerTrainer
 
-__all__ = ["Recipe", "build_model", "build_optimization", "classification_task",
-           "fit_and_test", "run", "seed_everything", "setup_run"]
+__all__ = ["Recipe", "ResumeConfigError", "build_model", "build_optimization",
+           "check_resume", "classification_task", "fit_and_test", "run", "seed_everything",
+           "setup_run"]
+
+
+# ------------------------------------------------------------------------------ resume checks
+class ResumeConfigError(ValueError):
+    """The config asked for differs from the checkpoint's in a way resume cannot honour."""
+
+
+# What a resumed run may change. The model and the data are fixed (weights and splits depend
+# on them); these keys of other sections are fixed too, for the same reason.
+FIXED_SECTIONS = ("model", "data")
+FIXED_KEYS = ("pretrain.target", "finetune.label_fraction",
+              "finetune.use_pretrained_normalization")
+# No effect on the numbers: changed freely (and recorded).
+NO_EFFECT_KEYS = ("model.grad_checkpointing", "data.num_workers", "data.eval_batch_size",
+                  "train.device", "train.threads", "train.dist_timeout_s")
+NO_EFFECT_SECTIONS = ("logging",)
+EXTENDS_KEYS = ("train.epochs",)  # the schedule is re-spanned to the new length
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "options" and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _same(key: str, old: Any, new: Any) -> bool:
+    if old == new:
+        return True
+    if key == "data.source" and isinstance(old, str) and isinstance(new, str):
+        a, b = Path(old), Path(new)
+        return a.exists() and b.exists() and a.resolve() == b.resolve()
+    return False
+
+
+def _kind(key: str) -> str:
+    section = key.split(".", 1)[0]
+    if key in NO_EFFECT_KEYS or section in NO_EFFECT_SECTIONS:
+        return "no effect"
+    if section in FIXED_SECTIONS or key in FIXED_KEYS:
+        return "fixed"
+    if key in EXTENDS_KEYS:
+        return "extends"
+    return "needs --allow-changes"
+
+
+def check_resume(cfg: ExperimentConfig, ckpt: dict[str, Any], path: str | Path,
+                 allow_changes: bool = False) -> dict[str, dict[str, Any]]:
+    """Compare ``cfg`` with the config stored in the checkpoint ``ckpt`` (read from ``path``).
+
+    Returns the settings that differ, ``{key: {"checkpoint": old, "now": new, "kind": ...}}``
+    (kind ``"no effect"``, ``"extends"`` or ``"needs --allow-changes"``). A checkpoint without
+    a stored config (written by the trainer's Python API) is not compared.
+
+    Raises:
+        ResumeConfigError: a model or data setting differs (always refused), or another
+            setting differs and ``allow_changes`` is False; the message lists every key.
+    """
+    saved = ckpt.get("config") or {}
+    if not saved:
+        return {}
+    old, new = _flat(saved), _flat(cfg.to_dict())
+    changes = {k: {"checkpoint": old[k], "now": new[k], "kind": _kind(k)}
+               for k in sorted(set(old) & set(new)) if not _same(k, old[k], new[k])}
+
+    def listed(kind: str) -> str:
+        return "; ".join(f"{k}: {c['checkpoint']!r} in the checkpoint, {c['now']!r} now"
+                         for k, c in changes.items() if c["kind"] == kind)
+
+    if any(c["kind"] == "fixed" for c in changes.values()):
+        raise ResumeConfigError(
+            f"cannot resume {path}: the model and the data must stay as they were, but "
+            f"{listed('fixed')}; start a new run (another --output) to change them")
+    if any(c["kind"] == "needs --allow-changes" for c in changes.values()) and not allow_changes:
+        raise ResumeConfigError(
+            f"cannot resume {path} with different settings: {listed('needs --allow-changes')}; "
+            "pass --allow-changes (allow_changes=True) to continue with them (they are "
+            "recorded in resume_changes.json), or leave them as they were")
+    return changes
+
+
+def record_resume(run_path: Path, path: str | Path, ckpt: dict[str, Any],
+                  changes: dict[str, dict[str, Any]]) -> None:
+    """Append this resume and its changes to ``run_path/resume_changes.json`` and print them."""
+    if not changes:
+        return
+    log = run_path / "resume_changes.json"
+    events = json.loads(log.read_text()) if log.exists() else []
+    events.append({"resumed_from": str(path), "epoch": int(ckpt.get("epoch", 0)),
+                   "global_step": int(ckpt.get("global_step", 0)),
+                   "time": _dt.datetime.now().isoformat(timespec="seconds"),
+                   "changes": changes})
+    run_path.mkdir(parents=True, exist_ok=True)
+    tmp = log.with_name(f".{log.name}.tmp")
+    tmp.write_text(json.dumps(events, indent=2, default=str))
+    tmp.replace(log)
+    for key, c in changes.items():
+        print(f"resume: {key} changed from {c['checkpoint']!r} to {c['now']!r} ({c['kind']}); "
+              f"recorded in {log}", flush=True)
 
 
 def seed_everything(seed: int) -> None:
@@ -162,8 +271,10 @@ def fit_and_test(cfg: ExperimentConfig, model: Any, optimizer: Any, scheduler: A
     if is_main_process():
         run_path.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_path / "config.yaml")
-        (run_path / "data_meta.json").write_text(json.dumps(
-            {"input_spec": spec, **data_meta}, indent=2, default=str))
+        meta = run_path / "data_meta.json"
+        tmp = meta.with_name(f".{meta.name}.tmp")  # replaced whole: a kill leaves old or new
+        tmp.write_text(json.dumps({"input_spec": spec, **data_meta}, indent=2, default=str))
+        tmp.replace(meta)
     val_loader, test_loader = dm.val_loader(), dm.test_loader()
     lg = cfg.logging
     trainer = SITSFormerTrainer(
@@ -257,7 +368,8 @@ class Recipe:
 
 
 def run(cfg: ExperimentConfig, recipe: Recipe, resume: str | None = None,
-        run_dir: str | Path | None = None, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+        run_dir: str | Path | None = None, callbacks: Sequence[Any] = (),
+        allow_changes: bool = False) -> dict[str, Any]:
     """Run ``recipe`` with ``cfg`` (see the module doc).
 
     Args:
@@ -267,12 +379,20 @@ def run(cfg: ExperimentConfig, recipe: Recipe, resume: str | None = None,
         run_dir: the run folder (default: ``logging.run_dir/logging.name`` or a timestamp).
         callbacks: more trainer callbacks ``cb(trainer, event, info)`` (sweeps report and
             prune on ``"epoch_end"``).
+        allow_changes: resume with settings other than the model, the data and
+            ``train.epochs`` changed (see :func:`check_resume`); recorded in the run folder.
 
     Returns:
         ``{"run_dir", "status", "best_checkpoint", "last_checkpoint", "metrics_file", "plots",
         "history", "data", "input_spec", "test", ...}``.
     """
     device, run_path = setup_run(cfg, resume, run_dir)
+    if resume is not None:
+        ckpt = load_checkpoint(resume)
+        changes = check_resume(cfg, ckpt, resume, allow_changes)
+        if is_main_process():
+            record_resume(run_path, resume, ckpt, changes)
+        del ckpt
     dm = recipe.data(cfg)
     model = recipe.model(cfg, dm)
     optimizer, scheduler = build_optimization(cfg, model, len(dm.train_loader()))

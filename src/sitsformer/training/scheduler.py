@@ -98,6 +98,8 @@ def create_scheduler(optimizer: torch.optim.Optimizer, scheduler_type: str = "co
                                        min_lr=min_lr, **kwargs)
         sched.interval = "epoch"
         return sched
+    if kind == "step" and int(step_size) < 1:
+        raise ValueError(f"step_size must be >= 1 (epochs between decays), got {step_size}")
     per = int(steps_per_epoch) if steps_per_epoch else 1
     if per < 1:
         raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")

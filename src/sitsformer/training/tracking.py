@@ -13,15 +13,23 @@ under ``test/*`` (:meth:`RunLogger.log_test`). The W&B run id is kept in ``wandb
 in the run folder (and in the trainer's checkpoints): a resumed run continues the same W&B run
 (``wandb.init(id=..., resume="allow")``), and resumed TensorBoard logs drop what was written
 after the checkpoint (``purge_step``: later epochs, later updates).
+
+The metrics files are replaced whole (written to ``.<name>.tmp`` then renamed), so a kill at
+any instant leaves either the old or the new file, never a cut line; on resume they are
+rewritten from the checkpoint's ``history``, so no epoch's row is lost.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
+
+from sitsformer.models.checkpoint import fault_point, write_error
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -46,6 +54,7 @@ class RunLogger:
             later updates (written after the checkpoint) are dropped.
         wandb_id: the W&B run to continue (default: from ``wandb_run_id.txt`` when resuming,
             else a new one).
+        history: the records to start from (a checkpoint's ``history``; wins over the files).
     """
 
     WANDB_ID_FILE = "wandb_run_id.txt"
@@ -53,13 +62,16 @@ class RunLogger:
     def __init__(self, run_dir: str | Path, tensorboard: bool = True, wandb: bool = False,
                  wandb_project: str = "sitsformer", config: dict[str, Any] | None = None,
                  plots: bool = True, resume_epoch: int | None = None,
-                 resume_step: int | None = None, wandb_id: str | None = None):
+                 resume_step: int | None = None, wandb_id: str | None = None,
+                 history: list[dict[str, Any]] | None = None):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.jsonl = self.run_dir / "metrics.jsonl"
         self.csv = self.run_dir / "metrics.csv"
         self.records: list[dict[str, Any]] = []
-        if resume_epoch is not None and self.jsonl.exists():
+        if history is not None:
+            self.records = [self._plain(r) for r in history]
+        elif resume_epoch is not None and self.jsonl.exists():
             self.records = [r for r in read_metrics(self.run_dir) if r["epoch"] <= resume_epoch]
         self._rewrite()
         self.plots = plots
@@ -103,23 +115,40 @@ class RunLogger:
                 self._wandb_defined.add(key)
         self.wandb_run.log(record)
 
+    @staticmethod
+    def _plain(record: dict[str, Any]) -> dict[str, Any]:
+        return {k: (float(v) if isinstance(v, float) else v) for k, v in record.items()}
+
+    @staticmethod
+    def _replace(path: Path, text: str) -> None:
+        """Write ``text`` to ``path`` atomically (temporary file + rename)."""
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            with tmp.open("w", newline="") as fh:
+                fh.write(text)
+            fault_point(f"metrics.written:{path.name}")
+            os.replace(tmp, path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise write_error(path, err) from err
+
     def _rewrite(self) -> None:
-        self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+        self._replace(self.jsonl, "".join(json.dumps(r) + "\n" for r in self.records))
         keys: list[str] = []
         for r in self.records:
             keys += [k for k in r if k not in keys]
-        with self.csv.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(self.records)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self.records)
+        self._replace(self.csv, buf.getvalue())
 
     def log_epoch(self, record: dict[str, Any]) -> None:
-        """Append one epoch's numbers (must include ``"epoch"``)."""
-        record = {k: (float(v) if isinstance(v, float) else v) for k, v in record.items()}
+        """Add one epoch's numbers (must include ``"epoch"``); both files are replaced whole
+        (CSV columns may grow, e.g. metrics appearing later)."""
+        record = self._plain(record)
         self.records.append(record)
-        with self.jsonl.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
-        self._rewrite()  # CSV columns may grow (e.g. metrics appearing later)
+        self._rewrite()
         step = int(record["epoch"])
         if self.tb is not None:
             for k, v in record.items():
@@ -194,10 +223,15 @@ class RunLogger:
                 ax.set_yscale("log")
         fig.tight_layout()
         path = self.run_dir / "curves.png"
-        tmp = self.run_dir / ".curves.tmp.png"
-        fig.savefig(tmp, dpi=80)
-        plt.close(fig)
-        tmp.replace(path)
+        tmp = self.run_dir / ".curves.png.tmp"
+        try:
+            fig.savefig(tmp, dpi=80, format="png")
+            tmp.replace(path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise write_error(path, err) from err
+        finally:
+            plt.close(fig)
         return path
 
     def close(self) -> None:

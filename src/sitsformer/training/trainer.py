@@ -31,10 +31,14 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 from tqdm.auto import tqdm
 
-from sitsformer.models.checkpoint import load_checkpoint, save_checkpoint
+from sitsformer.models.checkpoint import (
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from sitsformer.training.distributed import (
     all_reduce_sum,
     barrier,
@@ -212,14 +216,39 @@ class SITSFormerTrainer:
 
     def load_state(self, path: str | Path, weights_only: bool = False) -> dict[str, Any]:
         """Restore model (and, unless ``weights_only``, optimizer, scheduler, scaler, counters
-        and RNG states) from a checkpoint; returns the checkpoint."""
+        and RNG states) from a checkpoint; returns the checkpoint.
+
+        The optimizer's state (moments) and the step count come from the checkpoint; its
+        hyper-parameters (``lr``, ``weight_decay``, betas ...) and a step-function schedule
+        (``create_scheduler``'s ``LambdaLR``, a pure function of the step) come from the
+        optimizer and scheduler this trainer was built with, evaluated at the checkpoint's
+        step. With the same settings this is the exact continuation; with a longer run
+        (``num_epochs``) or a changed schedule, training continues on the new curve. Other
+        schedulers (``ReduceLROnPlateau``, PyTorch's recursive ones) are restored as saved,
+        learning rate included.
+        """
         ckpt = load_checkpoint(path, map_location=self.device)
-        self.model_without_ddp.load_state_dict(ckpt["model_state_dict"])
+        try:
+            self.model_without_ddp.load_state_dict(ckpt["model_state_dict"])
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()
+            raise TrainingError(f"{path}: the checkpoint's weights do not fit this model "
+                                f"({' '.join(first[1:2]).strip() or first[0]})") from None
         if weights_only:
             return ckpt
+        pure = isinstance(self.scheduler, LambdaLR)
+        fresh = [{k: v for k, v in g.items() if k != "params"}
+                 for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
-        if self.scheduler is not None and ckpt.get("scheduler_state_dict") is not None:
-            self.scheduler.load_state_dict(ckpt["scheduler_state_dict"])
+        if pure:
+            for group, settings in zip(self.optimizer.param_groups, fresh):
+                group.update(settings)
+        saved_sched = ckpt.get("scheduler_state_dict")
+        if self.scheduler is not None and saved_sched is not None:
+            if pure:
+                self._continue_schedule(saved_sched)
+            else:
+                self.scheduler.load_state_dict(saved_sched)
         if self.scaler is not None and ckpt.get("scaler_state_dict") is not None:
             self.scaler.load_state_dict(ckpt["scaler_state_dict"])
         self.epoch = int(ckpt["epoch"])
@@ -233,6 +262,17 @@ class SITSFormerTrainer:
         if ckpt.get("rng_state") is not None:
             set_rng_state(ckpt["rng_state"])
         return ckpt
+
+    def _continue_schedule(self, saved: dict[str, Any]) -> None:
+        """Put this trainer's ``LambdaLR`` at the saved step and set the learning rates it
+        gives there (the same formula as ``LambdaLR.get_lr``)."""
+        sched = self.scheduler
+        sched.last_epoch = int(saved["last_epoch"])
+        sched._step_count = int(saved.get("_step_count", sched.last_epoch + 1))
+        lrs = [base * lam(sched.last_epoch) for lam, base in zip(sched.lr_lambdas, sched.base_lrs)]
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        sched._last_lr = list(lrs)
 
     # ------------------------------------------------------------------------------ loops
     def train_epoch(self, loader: Iterable[dict[str, Any]], epoch: int) -> dict[str, float] | None:
@@ -417,18 +457,30 @@ class SITSFormerTrainer:
             epochs, "global_step", "best_metric", "best_epoch", "metric_name", "history"}``.
         """
         num_epochs = num_epochs or self.num_epochs
+        if self.run_dir is not None and is_main_process():
+            stale = remove_stale_temporaries(self.run_dir)  # left by a killed writer
+            if stale and self.progress:
+                print(f"removed {len(stale)} stale temporary file(s) from {self.run_dir}: "
+                      + ", ".join(p.name for p in stale))
         if resume_from is not None:
             self.load_state(resume_from)
+            if self.epoch > num_epochs:
+                raise TrainingError(f"{resume_from} has completed {self.epoch} epoch(s), more "
+                                    f"than the {num_epochs} asked for; ask for at least "
+                                    f"{self.epoch} epochs to resume it")
             if is_main_process() and self.progress:
                 print(f"resumed from {resume_from}: {self.epoch} epoch(s) done, "
                       f"step {self.global_step}")
         name, mode = self._monitor(val_loader is not None)
         logger = None
         if self.run_dir is not None and is_main_process():
+            # on resume the metrics files are rewritten from the checkpoint's history, so rows
+            # a kill kept from reaching metrics.jsonl come back
             logger = RunLogger(self.run_dir, config=self.config,
                                resume_epoch=self.epoch if resume_from else None,
                                resume_step=self.global_step if resume_from else None,
                                wandb_id=self.wandb_run_id if resume_from else None,
+                               history=self.history if resume_from else None,
                                **self.tracking)
             self.wandb_run_id = logger.wandb_run_id
         self._logger = logger
