@@ -27,8 +27,8 @@ def test_benchmark_rondonia_tiny(shared_data, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SITSFORMER_SHARED_DATA", str(shared_data))
     out = tmp_path / "bench"
     args = ["benchmark", "--sets", "rondonia", "--seeds", "2", "--trees", "20", "--output",
-            str(out), "--quiet", "train.epochs=1", "train.threads=1", "model.embed_dim=16",
-            "model.num_layers=1", "logging.plots=false"]
+            str(out), "--quiet", "train.epochs=1", "schedule.warmup_epochs=0", "train.threads=1",
+            "model.embed_dim=16", "model.num_layers=1", "logging.plots=false"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     report = json.loads((out / "benchmark.json").read_text())

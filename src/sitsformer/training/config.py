@@ -268,6 +268,7 @@ RANGES: dict[str, Range] = {
     "data.scale": _POSITIVE,
     "data.batch_size": _AT_LEAST_1, "data.eval_batch_size": _AT_LEAST_1,
     "data.num_workers": _NON_NEGATIVE, "data.seed": _SEED,
+    "data.folds": Range(2), "data.fold": _NON_NEGATIVE, "data.block_size": _POSITIVE,
     # optim
     "optim.lr": _POSITIVE, "optim.weight_decay": _NON_NEGATIVE,
     "optim.betas": _FRACTION, "optim.momentum": _FRACTION,
