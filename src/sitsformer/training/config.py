@@ -67,6 +67,10 @@ class DataSection:
     eval_batch_size: int | None = None
     num_workers: int = 0
     seed: int = 0
+    # random augmentation of the training split (sitsformer.data.augment; 0 = off)
+    date_dropout: float = 0.0  # probability of hiding each valid date
+    date_shift_days: int = 0  # whole series moved by up to +- this many days
+    band_noise: float = 0.0  # std of Gaussian noise on the (standardised) values
 
 
 @dataclass
@@ -112,6 +116,10 @@ class TrainSection:
     save_every: int | None = None
     threads: int | None = None  # torch.set_num_threads
     dist_timeout_s: float | None = None  # torchrun: a collective waiting longer fails (600 s)
+    min_steps: int | None = None  # at least this many optimizer updates: more epochs when small
+    ema_decay: float | None = None  # evaluate and save an exponential moving average of weights
+    test_checkpoint: str = "best"  # scored on the test split: "best" (monitor) or "last"
+    ensemble: int = 1  # K > 1: K models (seeds seed..seed+K-1), one averaged checkpoint
 
 
 @dataclass

@@ -35,6 +35,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm.auto import tqdm
 
 from sitsformer.models.checkpoint import load_checkpoint, save_checkpoint
+from sitsformer.training.averaging import WeightEMA, ema_extra
 from sitsformer.training.distributed import (
     all_reduce_sum,
     barrier,
@@ -94,6 +95,9 @@ class SITSFormerTrainer:
         handle_signals: save a resumable checkpoint on SIGINT/SIGTERM.
         callbacks: callables ``cb(trainer, event, info)``; events ``"step_end"`` and
             ``"epoch_end"``.
+        ema_decay: keep an exponential moving average of the weights
+            (:class:`~sitsformer.training.averaging.WeightEMA`), validate it and save it as
+            the checkpoints' ``model_state_dict`` (None = off).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -108,7 +112,8 @@ class SITSFormerTrainer:
                  config: dict[str, Any] | None = None, data_meta: dict[str, Any] | None = None,
                  input_spec: Any = None,
                  scheduler_interval: str | None = None, handle_signals: bool = True,
-                 callbacks: Iterable[Callable[..., None]] = ()):
+                 callbacks: Iterable[Callable[..., None]] = (),
+                 ema_decay: float | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if accumulation_steps < 1:
@@ -154,6 +159,11 @@ class SITSFormerTrainer:
         self.history: list[dict[str, Any]] = []
         self._progress_state: dict[str, Any] | None = None
         self._stop_signal: int | None = None
+        self.ema = WeightEMA(self.model_without_ddp, ema_decay) if ema_decay else None
+
+    def averaged(self) -> contextlib.AbstractContextManager[Any]:
+        """Within the block the model holds the averaged weights (no-op without EMA)."""
+        return self.ema.applied(self.model_without_ddp) if self.ema else contextlib.nullcontext()
 
     # ------------------------------------------------------------------------------ helpers
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -180,9 +190,14 @@ class SITSFormerTrainer:
     def state_dict(self, progress: dict[str, Any] | None = None) -> dict[str, Any]:
         """Everything a checkpoint holds (plain data)."""
         base = self.model_without_ddp
+        weights = {"model_state_dict": base.state_dict()}
+        if self.ema is not None:  # evaluate/predict load the average; resuming the raw weights
+            weights = {"model_state_dict": self.ema.state_dict(),
+                       "train_model_state_dict": weights["model_state_dict"],
+                       **ema_extra(self.ema)}
         return {
             "model_config": base.config.to_dict() if hasattr(base, "config") else {},
-            "model_state_dict": base.state_dict(),
+            **weights,
             "optimizer_state_dict": self.optimizer.state_dict(),
             "scheduler_state_dict": self.scheduler.state_dict() if self.scheduler else None,
             "scaler_state_dict": self.scaler.state_dict() if self.scaler else None,
@@ -211,7 +226,12 @@ class SITSFormerTrainer:
         """Restore model (and, unless ``weights_only``, optimizer, scheduler, scaler, counters
         and RNG states) from a checkpoint; returns the checkpoint."""
         ckpt = load_checkpoint(path, map_location=self.device)
-        self.model_without_ddp.load_state_dict(ckpt["model_state_dict"])
+        raw = ckpt.get("train_model_state_dict")
+        self.model_without_ddp.load_state_dict(raw if raw is not None and not weights_only
+                                               else ckpt["model_state_dict"])
+        if self.ema is not None:
+            self.ema.load(ckpt["model_state_dict"], ckpt.get("ema_updates", 0)
+                          if raw is not None else 0)
         if weights_only:
             return ckpt
         self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
@@ -301,6 +321,8 @@ class SITSFormerTrainer:
                     self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.global_step += 1
+                if self.ema is not None:
+                    self.ema.update(self.model_without_ddp)
                 if self.scheduler is not None and self.scheduler_interval == "step" and not \
                         isinstance(self.scheduler, ReduceLROnPlateau):
                     self.scheduler.step()
@@ -415,7 +437,8 @@ class SITSFormerTrainer:
                 record: dict[str, Any] = {"epoch": epoch, "global_step": self.global_step,
                                           "lr": self.lr(), **train}
                 if val_loader is not None:
-                    record.update(self.evaluate(val_loader, "val"))
+                    with self.averaged():
+                        record.update(self.evaluate(val_loader, "val"))
                 if self.scheduler is not None:
                     if isinstance(self.scheduler, ReduceLROnPlateau):
                         self.scheduler.step(record.get("val_loss", record["train_loss"]))
