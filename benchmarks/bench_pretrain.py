@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         run = Path(args.pretrained).parent
         ck = load_checkpoint(args.pretrained)
         pre = {"best_checkpoint": args.pretrained, "data": ck["data_meta"],
-               "test": json.loads((run / "test_metrics.json").read_text())}
+               "test": json.loads((run / "test_metrics.json").read_text())
+               if (run / "test_metrics.json").exists() else None}  # --holdout 0: no test
         print(f"\npre-training: reused {args.pretrained} (epoch {ck['epoch']}, "
               f"{pre['data']['split_sizes']['train']} unlabelled pixels)")
     else:
