@@ -26,6 +26,7 @@ import hashlib
 import json
 
 from sitsformer.data.dataset import add_exclusion
+from sitsformer.data.augment import train_augmentation
 from sitsformer.data.errors import DataError
 from sitsformer.data.loaders import _process_group, make_loader
 from sitsformer.data.spec import InputSpec
@@ -201,17 +202,22 @@ def label_subset(labels: np.ndarray, indices: np.ndarray, fraction: float, seed:
 
 class PreparedDataset(Dataset):
     """``samples[indices]`` prepared with an input spec's ``transform()`` (scale, then
-    standardisation); the stored samples are never modified."""
+    standardisation), then, for a training split, a random ``augment`` (see
+    :mod:`sitsformer.data.augment`); the stored samples are never modified."""
 
-    def __init__(self, samples: Any, indices: Sequence[int], spec: InputSpec):
+    def __init__(self, samples: Any, indices: Sequence[int], spec: InputSpec,
+                 augment: Any = None):
         self.samples, self.indices, self.spec = samples, np.asarray(indices), spec
         self.prepare = spec.transform()
+        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         s = self.prepare(self.samples[int(self.indices[i])])
+        if self.augment is not None:
+            s = self.augment(s)
         s.pop("group", None)
         return s
 
@@ -239,6 +245,8 @@ class DataModule:
         labelled: False for self-supervised runs: a source without labels is accepted, and a
             ``group`` (``upstream``) split without group ids (source split) becomes ``random``.
         label_fraction: share of the training split's labels kept (per class, >= 1 each).
+        date_dropout, date_shift_days, band_noise: random augmentation of the training split
+            only (:func:`~sitsformer.data.augment.train_augmentation`; 0 = off).
 
     Other keyword arguments are ignored, so ``DataModule.from_config(cfg.data)`` accepts a
     config section with more keys.
@@ -251,7 +259,9 @@ class DataModule:
                  scale: float | str | None = "auto", normalize: bool = True, batch_size: int = 64,
                  eval_batch_size: int | None = None, num_workers: int = 0, seed: int = 0,
                  demo_samples: int = 800, demo_img_size: int = 1, demo_classes: int = 8,
-                 labelled: bool = True, label_fraction: float = 1.0, **_: Any):
+                 labelled: bool = True, label_fraction: float = 1.0,
+                 date_dropout: float = 0.0, date_shift_days: int = 0, band_noise: float = 0.0,
+                 **_: Any):
         self.source, self.options = str(source), dict(options or {})
         self.split, self.val_fraction, self.test_fraction = split, val_fraction, test_fraction
         self.split_file, self.folds, self.fold, self.block_size = (split_file, folds, fold,
@@ -261,6 +271,7 @@ class DataModule:
         self.num_workers, self.seed = num_workers, seed
         self.demo = dict(n_samples=demo_samples, img_size=demo_img_size, num_classes=demo_classes)
         self.labelled, self.label_fraction = labelled, label_fraction
+        self.augment = train_augmentation(date_dropout, date_shift_days, band_noise)
         self.spec: InputSpec | None = None
         self.splits: dict[str, np.ndarray] = {}
         self.datasets: dict[str, PreparedDataset] = {}
@@ -427,7 +438,8 @@ class DataModule:
             time_axis="t_index" if self.meta["time_axis"] == "t_index" else "dates",
             max_t=None, sample_size=int(seq.shape[-1]) if seq.ndim == 4 else 1)
         self.spec.max_t = self._scan(self.spec)
-        self.datasets = {k: PreparedDataset(self.samples, v, self.spec)
+        self.datasets = {k: PreparedDataset(self.samples, v, self.spec,
+                                            augment=self.augment if k == "train" else None)
                          for k, v in self.splits.items()}
         return self
 

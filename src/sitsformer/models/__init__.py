@@ -21,6 +21,7 @@ from sitsformer.models.checkpoint import (
     save_checkpoint,
 )
 from sitsformer.models.config import SITSFormerConfig
+from sitsformer.models.ensemble import SITSEnsemble
 from sitsformer.models.factory import (
     create_sits_former,
     list_models,
@@ -45,6 +46,7 @@ __all__ = [
     "CheckpointWriteError",
     "PretrainedMismatchError",
     "SITSFormer",
+    "SITSEnsemble",
     "SITSFormerConfig",
     "build_finetune_model",
     "check_encoder_compatible",

@@ -216,9 +216,14 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     """An untrained model of the architecture a checkpoint stores: a
-    :class:`~sitsformer.models.SITSFormer`, or a
-    :class:`~sitsformer.models.pretrain.SITSFormerForPretraining` for a pre-training checkpoint."""
+    :class:`~sitsformer.models.SITSFormer`, a
+    :class:`~sitsformer.models.pretrain.SITSFormerForPretraining` for a pre-training checkpoint,
+    or a :class:`~sitsformer.models.ensemble.SITSEnsemble` (``model_config["ensemble"]``)."""
     config = dict(ckpt["model_config"])
+    if "ensemble" in config:
+        from sitsformer.models.ensemble import SITSEnsemble
+
+        return SITSEnsemble.from_config(config)
     if "encoder" in config:
         from sitsformer.models.pretrain import SITSFormerForPretraining
 

@@ -57,7 +57,8 @@ class BenchmarkSet:
 
 
 # The labelled real sets of the shared data folder (README there). The Victoria dates are
-# unknown upstream: the recipe states its regular 5-day grid.
+# unknown upstream: the recipe states its regular 5-day grid. Rondonia and Formosat-2 store
+# NDVI/EVI as floats: the inferred scale (data.scale: auto) is 1 for them.
 _VICTORIA = "s2_victoria_igarss2019/s2_victoria_igarss2019.npz"
 _VICTORIA_OPTIONS = {"start_date": "2017-01-01", "interval_days": 5}
 DEFAULT_SETS: dict[str, BenchmarkSet] = {s.name: s for s in [

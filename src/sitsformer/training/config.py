@@ -76,6 +76,10 @@ class DataSection:
     eval_batch_size: int | None = None
     num_workers: int = 0
     seed: int = 0
+    # random augmentation of the training split (sitsformer.data.augment; 0 = off)
+    date_dropout: float = 0.0  # probability of hiding each valid date
+    date_shift_days: int = 0  # whole series moved by up to +- this many days
+    band_noise: float = 0.0  # std of Gaussian noise on the (standardised) values
 
     def __post_init__(self) -> None:
         from sitsformer.data.module import SPLITS
@@ -140,6 +144,10 @@ class TrainSection:
     save_every: int | None = None
     threads: int | None = None  # torch.set_num_threads
     dist_timeout_s: float | None = None  # torchrun: a collective waiting longer fails (600 s)
+    min_steps: int | None = None  # at least this many optimizer updates: more epochs when small
+    ema_decay: float | None = None  # evaluate and save an exponential moving average of weights
+    test_checkpoint: str = "best"  # scored on the test split: "best" (monitor) or "last"
+    ensemble: int = 1  # K > 1: K models (seeds seed..seed+K-1), one averaged checkpoint
 
 
 @dataclass
@@ -269,6 +277,8 @@ RANGES: dict[str, Range] = {
     "data.batch_size": _AT_LEAST_1, "data.eval_batch_size": _AT_LEAST_1,
     "data.num_workers": _NON_NEGATIVE, "data.seed": _SEED,
     "data.folds": Range(2), "data.fold": _NON_NEGATIVE, "data.block_size": _POSITIVE,
+    "data.date_dropout": _FRACTION, "data.date_shift_days": _NON_NEGATIVE,
+    "data.band_noise": _NON_NEGATIVE,
     # optim
     "optim.lr": _POSITIVE, "optim.weight_decay": _NON_NEGATIVE,
     "optim.betas": _FRACTION, "optim.momentum": _FRACTION,
@@ -285,6 +295,8 @@ RANGES: dict[str, Range] = {
     "train.accumulation_steps": _AT_LEAST_1, "train.early_stopping_patience": _AT_LEAST_1,
     "train.seed": _SEED, "train.save_every": _AT_LEAST_1, "train.threads": _AT_LEAST_1,
     "train.dist_timeout_s": _POSITIVE,
+    "train.min_steps": _AT_LEAST_1, "train.ema_decay": Range(0, 1, True, True),
+    "train.ensemble": _AT_LEAST_1,
     # pretrain / finetune
     "pretrain.hide_ratio": Range(0, 1, True, True), "pretrain.eval_seed": _SEED,
     "finetune.freeze_epochs": _NON_NEGATIVE, "finetune.label_fraction": Range(0, 1, True),

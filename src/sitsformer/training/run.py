@@ -286,6 +286,7 @@ def fit_and_test(cfg: ExperimentConfig, model: Any, optimizer: Any, scheduler: A
         run_dir=run_path, save_every=cfg.train.save_every, tensorboard=lg.tensorboard,
         wandb=lg.wandb, wandb_project=lg.wandb_project, plots=lg.plots, progress=lg.progress,
         config=cfg.to_dict(), data_meta=data_meta, input_spec=spec, callbacks=callbacks,
+        ema_decay=cfg.train.ema_decay,
     )
     result = trainer.fit(dm.train_loader(), val_loader, resume_from=resume)
     out: dict[str, Any] = {
@@ -296,8 +297,11 @@ def fit_and_test(cfg: ExperimentConfig, model: Any, optimizer: Any, scheduler: A
         "metrics_file": str(run_path / "metrics.csv"), "plots": str(run_path / "curves.png"),
         "history": result["history"], "data": data_meta, "input_spec": spec, "trainer": trainer,
     }
+    if cfg.train.test_checkpoint not in ("best", "last"):
+        raise ValueError(f"train.test_checkpoint must be 'best' or 'last', got "
+                         f"{cfg.train.test_checkpoint!r}")
     if result["status"] != "interrupted" and test_loader is not None:
-        best = run_path / "best.pt"
+        best = run_path / f"{cfg.train.test_checkpoint}.pt"
         if best.exists():
             trainer.model_without_ddp.load_state_dict(
                 load_checkpoint(best, map_location=device)["model_state_dict"])
@@ -367,6 +371,21 @@ class Recipe:
         return out
 
 
+def epochs_for_min_steps(cfg: ExperimentConfig, batches_per_epoch: int) -> ExperimentConfig:
+    """``cfg`` with ``train.epochs`` raised so that training makes at least
+    ``train.min_steps`` optimizer updates (small data sets get more epochs; the schedule's
+    warm-up and decay stretch with them). Unchanged when ``min_steps`` is unset or already met.
+    """
+    t = cfg.train
+    if not t.min_steps:
+        return cfg
+    updates = max(1, math.ceil(batches_per_epoch / t.accumulation_steps))
+    epochs = max(t.epochs, math.ceil(t.min_steps / updates))
+    if epochs == t.epochs:
+        return cfg
+    return dataclasses.replace(cfg, train=dataclasses.replace(t, epochs=epochs))
+
+
 def run(cfg: ExperimentConfig, recipe: Recipe, resume: str | None = None,
         run_dir: str | Path | None = None, callbacks: Sequence[Any] = (),
         allow_changes: bool = False) -> dict[str, Any]:
@@ -386,6 +405,10 @@ def run(cfg: ExperimentConfig, recipe: Recipe, resume: str | None = None,
         ``{"run_dir", "status", "best_checkpoint", "last_checkpoint", "metrics_file", "plots",
         "history", "data", "input_spec", "test", ...}``.
     """
+    if cfg.train.ensemble > 1:
+        from sitsformer.training.ensemble import run_ensemble
+
+        return run_ensemble(cfg, recipe, run_dir=run_dir, callbacks=callbacks, resume=resume)
     device, run_path = setup_run(cfg, resume, run_dir)
     if resume is not None:
         ckpt = load_checkpoint(resume)
@@ -394,6 +417,7 @@ def run(cfg: ExperimentConfig, recipe: Recipe, resume: str | None = None,
             record_resume(run_path, resume, ckpt, changes)
         del ckpt
     dm = recipe.data(cfg)
+    cfg = epochs_for_min_steps(cfg, len(dm.train_loader()))
     model = recipe.model(cfg, dm)
     optimizer, scheduler = build_optimization(cfg, model, len(dm.train_loader()))
     own = recipe.callbacks(cfg, model, resume)

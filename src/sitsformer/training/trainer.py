@@ -39,6 +39,7 @@ from sitsformer.models.checkpoint import (
     remove_stale_temporaries,
     save_checkpoint,
 )
+from sitsformer.training.averaging import WeightEMA, ema_extra
 from sitsformer.training.distributed import (
     all_reduce_sum,
     barrier,
@@ -98,6 +99,9 @@ class SITSFormerTrainer:
         handle_signals: save a resumable checkpoint on SIGINT/SIGTERM.
         callbacks: callables ``cb(trainer, event, info)``; events ``"step_end"`` and
             ``"epoch_end"``.
+        ema_decay: keep an exponential moving average of the weights
+            (:class:`~sitsformer.training.averaging.WeightEMA`), validate it and save it as
+            the checkpoints' ``model_state_dict`` (None = off).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -112,7 +116,8 @@ class SITSFormerTrainer:
                  config: dict[str, Any] | None = None, data_meta: dict[str, Any] | None = None,
                  input_spec: Any = None,
                  scheduler_interval: str | None = None, handle_signals: bool = True,
-                 callbacks: Iterable[Callable[..., None]] = ()):
+                 callbacks: Iterable[Callable[..., None]] = (),
+                 ema_decay: float | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if accumulation_steps < 1:
@@ -160,6 +165,11 @@ class SITSFormerTrainer:
         self._stop_signal: int | None = None
         self._logger: RunLogger | None = None  # set during fit (rank 0 with a run_dir)
         self.wandb_run_id: str | None = None  # kept in checkpoints: a resumed run continues it
+        self.ema = WeightEMA(self.model_without_ddp, ema_decay) if ema_decay else None
+
+    def averaged(self) -> contextlib.AbstractContextManager[Any]:
+        """Within the block the model holds the averaged weights (no-op without EMA)."""
+        return self.ema.applied(self.model_without_ddp) if self.ema else contextlib.nullcontext()
 
     # ------------------------------------------------------------------------------ helpers
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -186,9 +196,14 @@ class SITSFormerTrainer:
     def state_dict(self, progress: dict[str, Any] | None = None) -> dict[str, Any]:
         """Everything a checkpoint holds (plain data)."""
         base = self.model_without_ddp
+        weights = {"model_state_dict": base.state_dict()}
+        if self.ema is not None:  # evaluate/predict load the average; resuming the raw weights
+            weights = {"model_state_dict": self.ema.state_dict(),
+                       "train_model_state_dict": weights["model_state_dict"],
+                       **ema_extra(self.ema)}
         return {
             "model_config": base.config.to_dict() if hasattr(base, "config") else {},
-            "model_state_dict": base.state_dict(),
+            **weights,
             "optimizer_state_dict": self.optimizer.state_dict(),
             "scheduler_state_dict": self.scheduler.state_dict() if self.scheduler else None,
             "scaler_state_dict": self.scaler.state_dict() if self.scaler else None,
@@ -228,12 +243,17 @@ class SITSFormerTrainer:
         learning rate included.
         """
         ckpt = load_checkpoint(path, map_location=self.device)
+        raw = ckpt.get("train_model_state_dict")
         try:
-            self.model_without_ddp.load_state_dict(ckpt["model_state_dict"])
+            self.model_without_ddp.load_state_dict(raw if raw is not None and not weights_only
+                                                   else ckpt["model_state_dict"])
         except RuntimeError as err:
             first = str(err).strip().splitlines()
             raise TrainingError(f"{path}: the checkpoint's weights do not fit this model "
                                 f"({' '.join(first[1:2]).strip() or first[0]})") from None
+        if self.ema is not None:
+            self.ema.load(ckpt["model_state_dict"], ckpt.get("ema_updates", 0)
+                          if raw is not None else 0)
         if weights_only:
             return ckpt
         pure = isinstance(self.scheduler, LambdaLR)
@@ -352,6 +372,8 @@ class SITSFormerTrainer:
                 step_lr = self.lr()  # the rate this update used (before the scheduler steps)
                 if self._logger is not None:
                     self._logger.log_step(self.global_step, step_loss, step_lr)
+                if self.ema is not None:
+                    self.ema.update(self.model_without_ddp)
                 if self.scheduler is not None and self.scheduler_interval == "step" and not \
                         isinstance(self.scheduler, ReduceLROnPlateau):
                     self.scheduler.step()
@@ -499,7 +521,8 @@ class SITSFormerTrainer:
                 record: dict[str, Any] = {"epoch": epoch, "global_step": self.global_step,
                                           "lr": self.lr(), **train}
                 if val_loader is not None:
-                    record.update(self.evaluate(val_loader, "val"))
+                    with self.averaged():
+                        record.update(self.evaluate(val_loader, "val"))
                 if self.scheduler is not None:
                     if isinstance(self.scheduler, ReduceLROnPlateau):
                         self.scheduler.step(record.get("val_loss", record["train_loss"]))
