@@ -112,6 +112,9 @@ class TrainSection:
     save_every: int | None = None
     threads: int | None = None  # torch.set_num_threads
     dist_timeout_s: float | None = None  # torchrun: a collective waiting longer fails (600 s)
+    # GiB a training step may use: picks block checkpointing and micro-batching (same effective
+    # batch) from the measured saved-for-backward bytes (sitsformer.training.memory)
+    memory_budget_gb: float | None = None
 
 
 @dataclass
