@@ -10,6 +10,8 @@ Levers:
 
 - ``pack``: ``model.set_token_packing(False)`` (the padded batch) against ``True`` (only the valid
   dates are embedded, normed, projected and passed through the MLPs).
+- ``dropout-mask``: dropout saving its weights (0 or the keep scale, in the activation's dtype:
+  the earlier code, re-created here as ``_SaveWeights``) against saving the bool keep mask.
 
 Usage::
 
@@ -20,10 +22,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -41,11 +44,54 @@ from bench_vs_original import (  # noqa: E402
 from sitsformer.models import SITSFormer, create_sits_former  # noqa: E402
 
 
-def _pack(model: SITSFormer, on: bool) -> None:
+Context = Callable[[], contextlib.AbstractContextManager[None]]
+
+
+def _pack(model: SITSFormer, on: bool) -> Context:
     model.set_token_packing(on)
+    return contextlib.nullcontext
 
 
-LEVERS: dict[str, Callable[[SITSFormer, bool], None]] = {"pack": _pack}
+class _SaveWeights(torch.autograd.Function):
+    """The earlier dropout backward: the weights ``keep * scale`` in x's dtype are saved."""
+
+    @staticmethod
+    def forward(ctx, x, keep, scale):  # type: ignore[no-untyped-def]
+        weights = keep.to(x.dtype).mul_(scale)
+        ctx.save_for_backward(weights)
+        return x.mul(weights)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        (weights,) = ctx.saved_tensors
+        return grad.mul(weights), None, None
+
+
+@contextlib.contextmanager
+def _weights_saved() -> Iterator[None]:
+    from sitsformer.layers import dropout as mod
+
+    old, mod._ApplyMask = mod._ApplyMask, _SaveWeights
+    try:
+        yield
+    finally:
+        mod._ApplyMask = old
+
+
+def _dropout_mask(model: SITSFormer, on: bool) -> Context:
+    return contextlib.nullcontext if on else _weights_saved
+
+
+# A lever sets a model up (off / on) and returns the context (factory) its calls run in.
+LEVERS: dict[str, Callable[[SITSFormer, bool], Context]] = {
+    "pack": _pack, "dropout-mask": _dropout_mask}
+
+
+def _within(context: Context, fn: Callable[[], None]) -> Callable[[], None]:
+    def call() -> None:
+        with context():
+            fn()
+    return call
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     base = create_sits_former("sitsformer_original", num_classes=8)
-    models = {}
+    models, contexts = {}, {}
     for on in (False, True):
         m = copy.deepcopy(base)
-        LEVERS[args.lever](m, on)
+        contexts["on" if on else "off"] = LEVERS[args.lever](m, on)
         models["on" if on else "off"] = m
     batches = {"train": make_batch(args.batch, args.seq_len, 8, args.pad),
                "infer": make_batch(args.infer_batch, args.seq_len, 8, args.pad, seed=1)}
@@ -75,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         what, dtype = case.split("-")
         make = make_train_step if what == "train" else make_infer
         batch = batches[what]
-        fns = {k: make("sitsformer", m, batch, dtype) for k, m in models.items()}
+        fns = {k: _within(contexts[k], make("sitsformer", m, batch, dtype))
+               for k, m in models.items()}
         times = paired_times(fns, args.pairs, args.warmup)
         n = batch["sequence"].shape[0]
         rows.append((case, throughput(times["off"], n), throughput(times["on"], n),
