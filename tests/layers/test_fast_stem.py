@@ -36,11 +36,13 @@ def test_conv3d_dense_weight_equals_conv3d(padding: tuple[int, int, int],
     got = F.linear(rearrange(x, "m c d h w -> m (d h w c)"), dense, bias)
     order = "m (d h w c)" if channels_last_out else "m (c d h w)"
     torch.testing.assert_close(got, rearrange(ref, f"m c d h w -> {order}"), atol=1e-5, rtol=1e-5)
-    # Gradients flow back to the kernel exactly as through the convolution.
+    # Gradients flow back to the kernel as through the convolution. They are sums of ~10^3
+    # products reaching ~10^3 in size, accumulated in another order than oneDNN's (which varies
+    # with its kernel choice), so the tolerance is relative to the gradient's scale: 1e-6 of it.
     gw_ref, gb_ref = torch.autograd.grad(ref.square().sum(), [w, b])
     gw, gb = torch.autograd.grad(got.square().sum(), [w, b])
-    torch.testing.assert_close(gw, gw_ref, atol=1e-4, rtol=1e-5)
-    torch.testing.assert_close(gb, gb_ref, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(gw, gw_ref, atol=1e-6 * float(gw_ref.abs().max()), rtol=1e-5)
+    torch.testing.assert_close(gb, gb_ref, atol=1e-6 * float(gb_ref.abs().max()), rtol=1e-5)
 
 
 @pytest.mark.parametrize(("bands", "patch", "img"), [(10, 5, 5), (10, 1, 1), (4, 3, 6), (13, 8, 8)])

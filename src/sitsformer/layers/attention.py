@@ -49,7 +49,13 @@ class MaskedSelfAttention(nn.Module):
         Returns:
             ``(B, L, D)``.
         """
-        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.num_heads)
+        return self.proj_drop(self.proj(self.attend(self.qkv(x), valid)))
+
+    def attend(self, qkv: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """The attention itself, between the projections: ``qkv (B, L, 3D)`` (the output of
+        ``self.qkv``) and ``valid (B, L)`` to the heads' outputs ``(B, L, D)`` before ``self.proj``.
+        Lets a caller run the projections on packed tokens and only the attention padded."""
+        q, k, v = rearrange(qkv, "b l (three h d) -> three b h l d", three=3, h=self.num_heads)
         attn_mask = None
         if valid is not None:
             # A row with no valid key would softmax over nothing (NaN): let it see every key.
@@ -58,7 +64,7 @@ class MaskedSelfAttention(nn.Module):
             valid = valid | ~valid.any(dim=1, keepdim=True)
             attn_mask = valid[:, None, None, :]  # (B, 1, 1, L), True = attend
         dropout_p = self.attn_drop if self.training else 0.0
-        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        if qkv.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             # PyTorch's CPU flash attention is 2-3x slower in bf16 than in fp32 at these sizes
             # (measured on AVX-512 CPUs, forward + backward); attention is a few % of the FLOPs,
             # so run it in fp32, which is also the more accurate choice.
@@ -68,5 +74,4 @@ class MaskedSelfAttention(nn.Module):
                 ).to(q.dtype)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
-        out = rearrange(out, "b h l d -> b l (h d)")
-        return self.proj_drop(self.proj(out))
+        return rearrange(out, "b h l d -> b l (h d)")

@@ -43,22 +43,26 @@ def rounded_drop_probability(p: float) -> float:
 
 
 class _ApplyMask(torch.autograd.Function):
-    """``x * weights``, the weights (0 or the keep scale, in ``x``'s dtype) saved for backward.
+    """``x * keep * scale``; only the bool ``keep`` mask (1 byte per element) is saved for
+    backward, which rebuilds the weights in the gradient's dtype.
 
-    Multiplying by a same-dtype tensor is several times faster on CPU than by a bool mask.
+    Multiplying by a same-dtype tensor is several times faster on CPU than by a bool mask, so
+    both passes first turn the mask into weights (0 or the keep scale); saving the bool mask
+    rather than the weights keeps 1 instead of 4 (fp32) or 2 (bf16) bytes per element.
     """
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor,
-                weights: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(weights)
-        return x.mul(weights)
+                keep: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.save_for_backward(keep)
+        ctx.scale = scale
+        return x.mul(keep.to(x.dtype).mul_(scale))
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx,
-                 grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (weights,) = ctx.saved_tensors
-        return grad.mul(weights), None
+                 grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (keep,) = ctx.saved_tensors
+        return grad.mul(keep.to(grad.dtype).mul_(ctx.scale)), None, None
 
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
@@ -72,8 +76,7 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     p_rounded = rounded_drop_probability(p)
     if p_rounded == 0.0:
         return x
-    weights = keep_mask(x.shape, p, x.device).to(x.dtype).mul_(1.0 / (1.0 - p_rounded))
-    return _ApplyMask.apply(x, weights)
+    return _ApplyMask.apply(x, keep_mask(x.shape, p, x.device), 1.0 / (1.0 - p_rounded))
 
 
 class Dropout(nn.Dropout):

@@ -148,6 +148,9 @@ class TrainSection:
     ema_decay: float | None = None  # evaluate and save an exponential moving average of weights
     test_checkpoint: str = "best"  # scored on the test split: "best" (monitor) or "last"
     ensemble: int = 1  # K > 1: K models (seeds seed..seed+K-1), one averaged checkpoint
+    # GiB a training step may use: picks block checkpointing and micro-batching (same effective
+    # batch) from the measured saved-for-backward bytes (sitsformer.training.memory)
+    memory_budget_gb: float | None = None
 
 
 @dataclass
@@ -297,6 +300,7 @@ RANGES: dict[str, Range] = {
     "train.dist_timeout_s": _POSITIVE,
     "train.min_steps": _AT_LEAST_1, "train.ema_decay": Range(0, 1, True, True),
     "train.ensemble": _AT_LEAST_1,
+    "train.memory_budget_gb": _POSITIVE,
     # pretrain / finetune
     "pretrain.hide_ratio": Range(0, 1, True, True), "pretrain.eval_seed": _SEED,
     "finetune.freeze_epochs": _NON_NEGATIVE, "finetune.label_fraction": Range(0, 1, True),

@@ -30,6 +30,8 @@ A recipe is a small class (:class:`Recipe`) overriding the steps that differ:
 
 from __future__ import annotations
 
+import copy
+
 import dataclasses
 import datetime as _dt
 import json
@@ -419,10 +421,40 @@ def run(cfg: ExperimentConfig, recipe: Recipe, resume: str | None = None,
     dm = recipe.data(cfg)
     cfg = epochs_for_min_steps(cfg, len(dm.train_loader()))
     model = recipe.model(cfg, dm)
+    plan = None
+    if cfg.train.memory_budget_gb is not None:
+        cfg, plan = apply_memory_budget(cfg, model, dm, device)
     optimizer, scheduler = build_optimization(cfg, model, len(dm.train_loader()))
     own = recipe.callbacks(cfg, model, resume)
     task = recipe.task(cfg, dm, model)
     out = fit_and_test(cfg, model, optimizer, scheduler, run_path, device, dm,
                        recipe.data_meta(cfg, dm), task, resume=resume,
                        callbacks=[*own, *callbacks])
+    if plan is not None:
+        out["memory_plan"] = plan.to_dict()
+        if is_main_process():
+            (run_path / "memory_plan.json").write_text(json.dumps(plan.to_dict(), indent=2))
     return recipe.finish(out)
+
+
+def apply_memory_budget(cfg: ExperimentConfig, model: Any, dm: DataModule,
+                        device: torch.device) -> tuple[ExperimentConfig, Any]:
+    """Pick checkpointing and micro-batching for ``train.memory_budget_gb``
+    (:func:`sitsformer.training.memory.plan_memory`, on this process's batch) and return a copy
+    of ``cfg`` that states the plan (``data.batch_size``, ``train.accumulation_steps``,
+    ``model.grad_checkpointing``; the budget itself cleared, so the saved ``config.yaml`` runs
+    the same plan again), with the model and data module set to it."""
+    from sitsformer.training.memory import plan_memory
+
+    world = dm.batch_size // dm.per_process_batch()
+    seq_len = int(dm.spec.max_t or model.config.max_seq_len)  # type: ignore[union-attr]
+    plan = plan_memory(model, dm.per_process_batch(), cfg.train.memory_budget_gb, seq_len,
+                       precision=cfg.train.precision, device=device)
+    cfg = copy.deepcopy(cfg)
+    cfg.train.memory_budget_gb = None
+    cfg.train.accumulation_steps *= plan.accumulation
+    cfg.data.batch_size = plan.micro_batch * world
+    cfg.model.grad_checkpointing = plan.checkpointing
+    dm.batch_size = cfg.data.batch_size
+    model.set_grad_checkpointing(plan.checkpointing)
+    return cfg, plan
