@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${SITSFORMER_TORCH:-torch==2.13.0}
-EXTRAS=${SITSFORMER_EXTRAS:-test,postgres}
+EXTRAS=${SITSFORMER_EXTRAS:-test,postgres,wandb}
 VPY=.venv/bin/python
 STAMP=.venv/.sitsformer-setup-stamp
 
