@@ -82,3 +82,37 @@ def test_packing_default_is_cpu_only_and_never_under_export(one_thread):
     exported = torch.export.export(model, (x, mask, doy))  # padded path: static shapes
     torch.testing.assert_close(exported.module()(x, mask, doy), model(x, mask, doy),
                                atol=1e-5, rtol=1e-5)
+
+
+def test_packed_rows_rounds_up_to_few_shapes():
+    from sitsformer.models.sits_former import packed_rows
+
+    assert [packed_rows(m, 10_000, bits=5) for m in (0, 1, 31, 32, 33, 63, 64, 65, 1000)] == \
+        [0, 1, 31, 32, 34, 64, 64, 68, 1024]
+    assert packed_rows(1000, 1001, bits=2) == 1001  # never more rows than the batch has
+    rows = [packed_rows(m, 10**6) for m in range(1, 50_000)]
+    assert all(m <= r <= m * (1 + 2 ** -4) for m, r in zip(range(1, 50_000), rows))
+    assert len(set(rows)) < 250  # a few hundred shapes cover every batch up to 50k dates
+
+
+@pytest.mark.parametrize("bits", [1, 2])
+def test_rows_added_by_rounding_change_nothing(one_thread, monkeypatch, bits):
+    """Padded dates added to round the packed batch up (1-2 significant bits: up to 2x the
+    rows) leave logits and gradients those of the padded computation."""
+    import sitsformer.models.sits_former as sf
+
+    monkeypatch.setattr(sf, "PACK_BITS", bits)
+    torch.manual_seed(0)
+    padded, packed = both(tiny(stem="conv3d", img_size=5, patch_size=5))
+    x, mask, doy = batch(b=6, t=9, s=5, seed=4)
+    assert sf.packed_rows(int(mask.sum()), mask.numel()) > int(mask.sum())
+    out = []
+    for model in (padded, packed):
+        model.train()
+        xi = x.clone().requires_grad_(True)
+        logits = model(xi, mask, doy)
+        logits.square().sum().backward()
+        out.append((logits.detach(), xi.grad))
+    torch.testing.assert_close(out[1][0], out[0][0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out[1][1], out[0][1], atol=1e-5, rtol=1e-5)
+    assert (out[1][1][~mask] == 0).all()

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from sitsformer.data.spec import InputSpec
+from sitsformer.parallel import check_worker_malloc, worker_index
 
 __all__ = ["BlockLedger", "BlockSettings", "fingerprint", "parts_dir", "predict_block"]
 
@@ -59,8 +60,6 @@ def parts_dir(output: str | os.PathLike[str]) -> Path:
 def _block_device(device: str) -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda" and dev.index is None and torch.cuda.device_count() > 1:
-        from sitsformer.parallel import worker_index
-
         # one worker per GPU: worker i of a local cluster uses GPU i
         dev = torch.device("cuda", worker_index() % torch.cuda.device_count())
     return dev
@@ -82,6 +81,7 @@ def predict_block(model: torch.nn.Module, src: Any, s: BlockSettings, folder: Pa
     """Classify one window, write ``block_<index>.npz`` into ``folder``, return its counts."""
     from sitsformer.inference.predict import _predict_window
 
+    check_worker_malloc()
     if s.torch_threads:
         torch.set_num_threads(int(s.torch_threads))
     model, dev = _worker_model(model, s.device)
