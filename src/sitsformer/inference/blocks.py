@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from sitsformer.data.spec import InputSpec
-from sitsformer.parallel import check_worker_malloc, worker_index
+from sitsformer.parallel import tune_worker_malloc, worker_index
 
 __all__ = ["BlockLedger", "BlockSettings", "fingerprint", "parts_dir", "predict_block"]
 
@@ -57,11 +57,14 @@ def parts_dir(output: str | os.PathLike[str]) -> Path:
     return out.with_name(f".{out.name}.parts")
 
 
-def _block_device(device: str) -> torch.device:
+def block_device(device: str, gpus: int | None = None) -> torch.device:
+    """The device this process computes blocks on. ``"cuda"`` without an index on a machine
+    with several GPUs (``gpus``, default: the visible ones) means one worker per GPU: worker
+    ``i`` (:func:`sitsformer.parallel.worker_index`) uses GPU ``i % gpus``."""
     dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None and torch.cuda.device_count() > 1:
-        # one worker per GPU: worker i of a local cluster uses GPU i
-        dev = torch.device("cuda", worker_index() % torch.cuda.device_count())
+    gpus = torch.cuda.device_count() if gpus is None else int(gpus)
+    if dev.type == "cuda" and dev.index is None and gpus > 1:
+        dev = torch.device("cuda", worker_index() % gpus)
     return dev
 
 
@@ -70,7 +73,7 @@ def _worker_model(model: torch.nn.Module, device: str) -> tuple[torch.nn.Module,
     cached = _MODELS.get(id(model))
     if cached is not None and cached[1] is model:
         return model, cached[0]
-    dev = _block_device(device)
+    dev = block_device(device)
     model.eval().to(dev)
     _MODELS[id(model)] = (dev, model)
     return model, dev
@@ -81,7 +84,7 @@ def predict_block(model: torch.nn.Module, src: Any, s: BlockSettings, folder: Pa
     """Classify one window, write ``block_<index>.npz`` into ``folder``, return its counts."""
     from sitsformer.inference.predict import _predict_window
 
-    check_worker_malloc()
+    tune_worker_malloc()
     if s.torch_threads:
         torch.set_num_threads(int(s.torch_threads))
     model, dev = _worker_model(model, s.device)

@@ -5,8 +5,8 @@ A low-level sub-package: it imports nothing else of sitsformer, so the map post-
 store writer (:mod:`sitsformer.data`) all run their blocks through the same :func:`dask_cluster`.
 """
 
-from sitsformer.parallel.cluster import (BlockRunner, check_worker_malloc, dask_cluster,
-                                         threads_per_worker, worker_index)
+from sitsformer.parallel.cluster import (BlockRunner, dask_cluster, threads_per_worker,
+                                         tune_worker_malloc, worker_index)
 
-__all__ = ["BlockRunner", "check_worker_malloc", "dask_cluster", "threads_per_worker",
+__all__ = ["BlockRunner", "dask_cluster", "threads_per_worker", "tune_worker_malloc",
            "worker_index"]
