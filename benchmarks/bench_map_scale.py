@@ -28,7 +28,7 @@ from sitsformer.data import InputSpec, S2_BANDS, write_demo_raster
 from sitsformer.inference import open_raster_source, predict_raster
 from sitsformer.inference.blocks import parts_dir
 from sitsformer.models import create_sits_former
-from sitsformer.parallel import dask_cluster, threads_per_worker
+from sitsformer.parallel import dask_cluster
 
 
 def batched_rate(model, t: int, batch: int, precision: str, seconds: float = 5.0) -> float:

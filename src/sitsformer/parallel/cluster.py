@@ -38,7 +38,7 @@ __all__ = ["BlockRunner", "dask_cluster", "threads_per_worker", "tune_worker_mal
 # dask's nanny starts every worker with MALLOC_TRIM_THRESHOLD_=65536. Setting any glibc trim
 # or mmap threshold switches off malloc's dynamic mmap threshold, so every large tensor a
 # forward pass allocates becomes a fresh mmap whose pages fault in again: measured here, the
-# bare bf16 forward of the original model ran at 0.58-0.63 of its speed with the variable set.
+# bare bf16 forward of the original model ran at 0.57-0.63 of its speed with the variable set.
 # Local clusters start their workers without it; in any other process that has it (workers
 # started by hand with `dask worker`) tune_worker_malloc sets thresholds that measured as fast
 # as glibc's defaults (trim 128 MiB, mmap 32 MiB) before the first block runs.
@@ -236,9 +236,10 @@ def dask_cluster(workers: int | None = None, scheduler: str | None = None, *,
         else:
             assert workers is not None
             t = threads or threads_per_worker(workers)
-            with dask.config.set(LOCAL_WORKER_ENVIRON), LocalCluster(n_workers=workers, threads_per_worker=t, processes=True,
-                              host="127.0.0.1", dashboard_address=None,
-                              silence_logs=level) as cluster, Client(cluster) as client:
+            with dask.config.set(LOCAL_WORKER_ENVIRON), \
+                    LocalCluster(n_workers=workers, threads_per_worker=t, processes=True,
+                                 host="127.0.0.1", dashboard_address=None,
+                                 silence_logs=level) as cluster, Client(cluster) as client:
                 yield BlockRunner(client, f"local cluster ({workers} workers x {t} threads)",
                                   max_in_flight)
     finally:
