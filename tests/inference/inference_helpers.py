@@ -3,6 +3,7 @@ is imported as ``conftest``, so helpers imported from there can resolve to anoth
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +65,17 @@ def write_checkpoint(path: Path, model, **spec) -> Path:
 
 
 EOPATCH = "s2_slovenia_eopatch/raw/example_data/TestEOPatch"
+
+
+def worker_malloc_state():
+    """(MALLOC_TRIM_THRESHOLD_, tuned?, tuned? again) in the process that runs it (a worker)."""
+    from sitsformer.parallel import tune_worker_malloc
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), tune_worker_malloc(), tune_worker_malloc()
+
+
+def devices_of_worker():
+    """The block device this worker picks for cuda with 1, 2 and 4 GPUs, and for cpu."""
+    from sitsformer.inference.blocks import block_device
+
+    return [str(block_device("cuda", gpus=g)) for g in (1, 2, 4)] + [str(block_device("cpu"))]

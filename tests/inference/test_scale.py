@@ -23,7 +23,7 @@ from sitsformer.inference import build_vrt, open_raster_source, predict_raster
 from sitsformer.inference.blocks import parts_dir
 from sitsformer.models import create_sits_former
 
-from conftest import tiny_config, write_checkpoint
+from inference_helpers import devices_of_worker, tiny_config, worker_malloc_state, write_checkpoint
 
 BANDS = ["B2", "B3", "B4", "B5"]
 
@@ -117,12 +117,6 @@ def test_map_on_a_scheduler_equals_the_single_process_map(scheduler_address, pat
     assert not parts_dir(out).exists()  # assembled, parts removed
 
 
-def _worker_state():
-    from sitsformer.parallel import tune_worker_malloc
-
-    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), tune_worker_malloc(), tune_worker_malloc()
-
-
 @pytest.mark.slow
 def test_hand_started_workers_get_their_malloc_thresholds_tuned(scheduler_address):
     """``dask worker`` processes run with the nanny's MALLOC_TRIM_THRESHOLD_=65536 (it slows
@@ -130,7 +124,7 @@ def test_hand_started_workers_get_their_malloc_thresholds_tuned(scheduler_addres
     from distributed import Client
 
     with Client(scheduler_address, timeout="10s") as client:
-        states = list(client.run(_worker_state).values())
+        states = list(client.run(worker_malloc_state).values())
     assert states == [("65536", True, True)] * 2
 
 
@@ -138,14 +132,8 @@ def test_local_cluster_workers_start_without_the_trim_threshold():
     from sitsformer.parallel import dask_cluster
 
     with dask_cluster(workers=1) as runner:
-        (state,) = runner.client.run(_worker_state).values()
+        (state,) = runner.client.run(worker_malloc_state).values()
     assert state == (None, False, False)
-
-
-def _devices():
-    from sitsformer.inference.blocks import block_device
-
-    return [str(block_device("cuda", gpus=g)) for g in (1, 2, 4)] + [str(block_device("cpu"))]
 
 
 @pytest.mark.slow
@@ -157,7 +145,7 @@ def test_each_worker_takes_its_own_gpu(scheduler_address):
     with Client(scheduler_address, timeout="10s") as client:
         names = {a: w["name"] for a, w in client.scheduler_info()["workers"].items()}
         # as tasks (where map blocks run), pinned to each worker
-        got = {str(names[a]): client.submit(_devices, workers=[a], pure=False).result()
+        got = {str(names[a]): client.submit(devices_of_worker, workers=[a], pure=False).result()
                for a in names}
     assert got == {"0": ["cuda", "cuda:0", "cuda:0", "cpu"],
                    "1": ["cuda", "cuda:1", "cuda:1", "cpu"]}
