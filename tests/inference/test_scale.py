@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from sitsformer.inference.blocks import parts_dir
 from sitsformer.models import create_sits_former
 
 from inference_helpers import devices_of_worker, tiny_config, worker_malloc_state, write_checkpoint
+from _helpers import free_port
 
 BANDS = ["B2", "B3", "B4", "B5"]
 
@@ -60,16 +60,10 @@ def reference(tmp_path_factory, patch_ckpt, tile):
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def scheduler_address():
     """A real dask scheduler and two worker processes (``dask scheduler`` / ``dask worker``)."""
-    port = _free_port()
+    port = free_port()
     addr = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host",

@@ -4,7 +4,6 @@ waiting PyTorch's default 30 minutes (real torchrun, two gloo processes)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -12,6 +11,7 @@ import textwrap
 import pytest
 
 from sitsformer.training.distributed import DEFAULT_TIMEOUT_S, dist_timeout_s
+from _helpers import free_port
 
 WORKER = textwrap.dedent("""
     import os, sys, time
@@ -32,12 +32,6 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _torchrun(op: str, timeout: str, tmp_path, env_timeout: str | None = None):
     script = tmp_path / "frozen.py"
     script.write_text(WORKER)
@@ -47,7 +41,7 @@ def _torchrun(op: str, timeout: str, tmp_path, env_timeout: str | None = None):
     # the frozen rank sleeps 240 s: finishing well before proves the others did not wait for it
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes=1",
                            "--nproc_per_node=2", "--master_addr=127.0.0.1",
-                           f"--master_port={_free_port()}", str(script), op, timeout],
+                           f"--master_port={free_port()}", str(script), op, timeout],
                           capture_output=True, text=True, env=env, timeout=150)
 
 

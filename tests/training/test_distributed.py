@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ import torch
 
 from sitsformer.training.config import load_config
 from sitsformer.training.experiment import run_experiment
+from _helpers import free_port
 
 ARGS = ["train", "data.demo_samples=64", "data.split=random", "data.val_fraction=0.25",
         "data.test_fraction=0.25", "data.batch_size=16", "data.eval_batch_size=8",
@@ -21,12 +21,6 @@ ARGS = ["train", "data.demo_samples=64", "data.split=random", "data.val_fraction
         "train.epochs=2", "schedule.type=constant", "train.threads=1",
         "logging.tensorboard=false", "logging.plots=false",
         "logging.progress=false", "logging.name=run"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _run(cmd: list[str], cwd) -> subprocess.CompletedProcess:
@@ -43,7 +37,7 @@ def test_two_process_torchrun_matches_one_process(tmp_path):
     run_experiment(load_config(overrides=[*ARGS[1:], f"logging.run_dir={one}"]))
     def torchrun() -> list[str]:
         return [sys.executable, "-m", "torch.distributed.run", "--nnodes=1",
-                "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+                "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
                 "-m", "sitsformer.cli"]
 
     # 2 processes: epoch 1, stop, then resume for epoch 2 (DDP resume included)

@@ -12,7 +12,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from _helpers import free_port
 
 HERE = Path(__file__).resolve().parent
 PASSWORD = "Pg-Test-S3cret-Word"
@@ -34,12 +34,6 @@ def _pg_bin() -> Path | None:
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
                       key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
     return Path(versions[-1]).parent if versions else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +56,7 @@ def postgres_url():
     pwfile.write_text(PASSWORD + "\n")
     if as_user:
         shutil.chown(pwfile, "postgres")
-    port = _free_port()
+    port = free_port()
     subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "sweeper",
                     "--pwfile", str(pwfile), "--auth", "scram-sha-256", "--no-sync", "-E",
                     "UTF8"], check=True, capture_output=True)
