@@ -206,6 +206,52 @@ def test_days_since_reference_handles_seasons_crossing_new_year():
     assert torch.all((days - model._reference_day).diff() > 0)
 
 
+def test_continuous_doy_counts_on_across_new_year():
+    from sitsformer.layers.date_encoding import continuous_doy
+
+    doy = torch.tensor([[340, 356, 7, 23, 0, 0],  # Dec -> Jan, then padding
+                        [1, 100, 200, 0, 0, 0],  # one calendar year: unchanged
+                        [193, 209, 353, 1, 17, 193]])  # Landsat-8 Rondonia: Jul -> next Jul
+    assert continuous_doy(doy).tolist() == [[340, 356, 372, 388, 0, 0],
+                                            [1, 100, 200, 0, 0, 0],
+                                            [193, 209, 353, 366, 382, 558]]
+    # Only valid dates are compared: a masked date's doy changes no other position.
+    valid = torch.tensor([[True, False, True, True, True]])
+    assert continuous_doy(torch.tensor([[340, 17, 356, 7, 23]]), valid).tolist() == \
+        [[340, 17, 356, 372, 388]]
+
+
+def test_series_longer_than_a_year_gives_its_dates_distinct_codes():
+    x, mask, _ = inputs(b=1, t=6)
+    doy = torch.tensor([[193, 209, 353, 1, 177, 193]])  # the first and last dates share a doy
+    plain, cont = tiny(continuous_doy=False), tiny()
+    cont.load_state_dict(plain.state_dict())
+    # Within one calendar year both settings are the same model ...
+    one_year = torch.tensor([[10, 40, 90, 150, 200, 300]])
+    torch.testing.assert_close(cont(x, mask, one_year), plain(x, mask, one_year))
+    # ... across 1 January they differ, and the continuous one equals the plain one given the
+    # counted-on days (which the plain model cannot tell apart from a one-year series).
+    assert not torch.allclose(cont(x, mask, doy), plain(x, mask, doy), atol=1e-4)
+    counted = torch.tensor([[193, 209, 353, 366, 542, 558]])
+    torch.testing.assert_close(cont(x, mask, doy), plain(x, mask, counted))
+
+
+def test_checkpoints_written_before_continuous_doy_keep_the_plain_doy(tmp_path):
+    from sitsformer.models import load_model, save_checkpoint
+
+    model = tiny(continuous_doy=False)
+    cfg = model.config.to_dict()
+    del cfg["continuous_doy"]  # what a checkpoint of an earlier version stores
+    path = save_checkpoint(tmp_path / "old.pt", {
+        "format": "sitsformer-checkpoint/2", "model_config": cfg,
+        "model_state_dict": model.state_dict(), "epoch": 1, "global_step": 1})
+    loaded, ckpt = load_model(path)
+    assert loaded.config.continuous_doy is False and ckpt["model_config"]["continuous_doy"] is False
+    x, mask, _ = inputs(b=1, t=4)
+    doy = torch.tensor([[300, 350, 20, 60]])
+    torch.testing.assert_close(loaded(x, mask, doy), model.eval()(x, mask, doy))
+
+
 def test_learned_date_encoding_rejects_out_of_range_doy():
     model = tiny(date_encoding="learned")
     x, mask, doy = inputs()

@@ -3,7 +3,9 @@
 Three kinds:
 
 * ``sinusoidal`` (default): a fixed sine/cosine code of the day of year (1..366), as in
-  SITS-Former. Irregular dates and different dates per sample are handled naturally.
+  SITS-Former. Irregular dates and different dates per sample are handled naturally. The day
+  of year is counted on across 1 January (:func:`continuous_doy`), so that a season crossing
+  the new year keeps its order.
 * ``learned``: one learned vector per day of year (0..366).
 * ``days_since``: the sinusoidal code of the number of days since a reference date, for
   seasons that cross 1 January (a winter crop sown in October and harvested in June).
@@ -38,6 +40,34 @@ def sinusoidal_encoding(positions: torch.Tensor, dim: int, max_period: float = 1
     if dim % 2:
         code = torch.nn.functional.pad(code, (0, 1))
     return code
+
+
+def continuous_doy(doy: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Day of year counted on across 1 January: ``(B, T)`` -> ``(B, T)`` int64.
+
+    Dates are in increasing order (the sample contract), so a valid date whose day of year is
+    smaller than that of the valid date before it starts a new year, and it and every date
+    after it get 365 more: ``[340, 356, 7, 23]`` becomes ``[340, 356, 372, 388]``. A series
+    inside one calendar year is unchanged, and the code of a date still depends only on its
+    place in the season, not on the calendar year, so a model maps other years. Only valid
+    dates (``valid``, True = valid; default: doy > 0, i.e. not padding) are compared, so the
+    day of year written at a masked date changes nothing; masked dates keep theirs. A gap of
+    more than a year between two consecutive dates cannot be seen from the day of year.
+
+    Without this, a series from July to the next July (Landsat-8 Rondonia) gives the first and
+    the last two dates the same code, and January follows December as a jump from 356 to 7.
+    """
+    d = doy.long()
+    valid = d > 0 if valid is None else valid.bool()
+    # No slicing, no branch on T and only ONNX-exportable ops (cumsum, scatter, gather), so
+    # that torch.export keeps the date axis dynamic. k = number of valid dates up to t; the
+    # k-th valid doy is written at slot k, so the one before a valid date is at slot k - 1.
+    k = torch.cumsum(valid.long(), dim=-1)
+    slots = d.new_zeros((*d.shape[:-1], d.shape[-1] + 1))
+    slots = slots.scatter(-1, torch.where(valid, k, 0), d)
+    prev_doy = torch.gather(slots, -1, (k - 1).clamp(min=0))
+    years = torch.cumsum(valid & (k > 1) & (d < prev_doy), dim=-1)
+    return torch.where(valid, d + 365 * years, d)
 
 
 class DateEncoding(nn.Module):

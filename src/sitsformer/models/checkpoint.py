@@ -200,7 +200,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: expected a checkpoint dict, found "
                               f"{type(ckpt).__name__}")
-    if "format" not in ckpt and "model_state_dict" in ckpt:
+    if "format" in ckpt:  # a library checkpoint stores every setting of its version
+        _settings_before_continuous_doy(ckpt.get("model_config"))
+    elif "model_state_dict" in ckpt:
         ckpt = _import_foreign(path, ckpt)
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
@@ -212,6 +214,20 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
         ckpt["input_spec"] = InputSpec.from_data_meta(dict(ckpt.get("data_meta") or {}),
                                                       ckpt["model_config"]).to_dict()
     return ckpt
+
+
+def _settings_before_continuous_doy(config: Any) -> None:
+    """A model config written before ``continuous_doy`` existed encoded the plain day of year:
+    keep it so (``continuous_doy=False``) in it and in every model config nested in it
+    (ensemble members, a pre-training encoder)."""
+    if isinstance(config, dict):
+        if "date_encoding" in config:
+            config.setdefault("continuous_doy", False)
+        for value in config.values():
+            _settings_before_continuous_doy(value)
+    elif isinstance(config, list):
+        for value in config:
+            _settings_before_continuous_doy(value)
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:

@@ -36,6 +36,11 @@ class SITSFormerConfig:
     stem: str = "patch"  # "patch" (strided conv) or "conv3d" (the original SITS-Former stem)
     date_encoding: str = "sinusoidal"  # "sinusoidal", "learned" or "days_since"
     reference_date: str | None = None  # ISO date, required by date_encoding="days_since"
+    # sinusoidal only: count the day of year on across 1 January (a date after the series'
+    # first new year gets doy + 365), so a season that crosses the new year keeps its order
+    # and a series longer than a year has no two dates on one code. False = the original
+    # SITS-Former code (and every checkpoint written before this setting existed).
+    continuous_doy: bool = True
     pool: str = "max"  # pooling over valid dates: "max" (original) or "mean"
     bands: list[str] | None = None  # band names, checked against data when both are known
 

@@ -26,7 +26,8 @@ PRETRAIN_ONLY = ("mask_token", "decoder.")  # parts of SITSFormerForPretraining,
 
 # Settings that change the encoder's weights or the meaning of its inputs: they must match.
 MATCHED_SETTINGS = ("in_channels", "bands", "img_size", "patch_size", "stem", "embed_dim",
-                    "num_layers", "num_heads", "mlp_ratio", "date_encoding", "reference_date")
+                    "num_layers", "num_heads", "mlp_ratio", "date_encoding", "reference_date",
+                    "continuous_doy")
 
 
 class PretrainedMismatchError(ValueError):

@@ -30,6 +30,7 @@ from sitsformer.layers import (
     Mlp,
     PatchEmbed,
 )
+from sitsformer.layers.date_encoding import continuous_doy
 from sitsformer.models.config import SITSFormerConfig
 
 
@@ -291,12 +292,16 @@ class SITSFormer(nn.Module):
         return sequences, masks.bool()
 
     def _date_positions(self, doy: torch.Tensor | None, dates: torch.Tensor | None,
-                        b: int, t: int, device: torch.device) -> torch.Tensor:
+                        b: int, t: int, device: torch.device, masks: torch.Tensor,
+                        ) -> torch.Tensor:
         if self.config.date_encoding == "days_since":
             if dates is not None:
                 return dates.to(device) - self._reference_day
         elif doy is not None:
-            return doy.to(device)
+            doy = doy.to(device)
+            if self.config.continuous_doy and self.config.date_encoding == "sinusoidal":
+                return continuous_doy(doy, masks & (doy > 0))
+            return doy
         if not self._warned_no_doy and not torch.compiler.is_compiling():
             needed = "dates" if self.config.date_encoding == "days_since" else "doy"
             warnings.warn(
@@ -334,7 +339,7 @@ class SITSFormer(nn.Module):
                                  f"mask_token given: {mask_token is not None}")
             tokens = torch.where(hidden.bool()[:, :, None, None], mask_token.to(tokens.dtype),
                                  tokens)
-        pos = self._date_positions(doy, dates, b, t, x.device)
+        pos = self._date_positions(doy, dates, b, t, x.device, masks)
         tokens = tokens + self.date_encoding(pos)[:, :, None, :].to(tokens.dtype)
         if self.pos_embed is not None:
             tokens = tokens + self.pos_embed
@@ -378,7 +383,7 @@ class SITSFormer(nn.Module):
                                  f"mask_token given: {mask_token is not None}")
             hide = hidden.bool().reshape(-1).index_select(0, index)
             tokens = torch.where(hide[:, None, None], mask_token.to(tokens.dtype), tokens)
-        pos = self._date_positions(doy, dates, b, t, x.device).reshape(1, -1)[:, index]
+        pos = self._date_positions(doy, dates, b, t, x.device, masks).reshape(1, -1)[:, index]
         tokens = tokens + self.date_encoding(pos)[0, :, None, :].to(tokens.dtype)
         if self.pos_embed is not None:
             tokens = tokens + self.pos_embed[0]

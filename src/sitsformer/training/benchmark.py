@@ -66,7 +66,7 @@ DEFAULT_SETS: dict[str, BenchmarkSet] = {s.name: s for s in [
     BenchmarkSet("victoria_group", _VICTORIA, "group", dict(_VICTORIA_OPTIONS)),
     BenchmarkSet("rondonia", "landsat8_rondonia/landsat8_rondonia.npz", "stratified"),
     BenchmarkSet("formosat2_crop", "formosat2_ucr_crop/formosat2_ucr_crop.npz", "stratified",
-                 overrides=["train.epochs=10"]),
+                 overrides=["train.epochs=40"]),
     BenchmarkSet("slovenia_pixels", "s2_slovenia_eopatch/raw/example_data/TestEOPatch",
                  "stratified"),
 ]}
