@@ -29,8 +29,8 @@ from sitsformer.layers import (
     MaskedSelfAttention,
     Mlp,
     PatchEmbed,
+    continuous_doy,
 )
-from sitsformer.layers.date_encoding import continuous_doy
 from sitsformer.models.config import SITSFormerConfig
 
 
