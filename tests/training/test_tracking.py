@@ -1,5 +1,6 @@
 """Tracking: per-update scalars, test metrics in TensorBoard and W&B, resumed runs continue
-the same logs (TensorBoard purge, same W&B run id)."""
+the same logs (TensorBoard purge, same W&B run id); curves.png is redrawn at most every
+plot_interval_s seconds and always when the run ends."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from sitsformer.cli import main
 from sitsformer.models import load_checkpoint
 from sitsformer.training import (
+    RunLogger,
     SITSFormerTrainer,
     create_criterion,
     create_optimizer,
@@ -137,3 +139,37 @@ def test_wandb_offline_resume_continues_the_same_run(tt, demo_samples, tmp_path,
     other = trainer_for(tt, tmp_path / "other", 1, 3, tensorboard=False, wandb=True)
     other.fit(train, val)
     assert other.wandb_run_id not in (None, run_id)
+
+def _records(n: int) -> list[dict]:
+    return [{"epoch": e, "train_loss": 1.0 / e, "train_acc": 0.5 + 0.01 * e, "val_loss": 1.2 / e,
+             "val_oa": 0.4 + 0.02 * e, "lr": 1e-3 / e} for e in range(1, n + 1)]
+
+
+def test_throttled_curves_end_equal_to_redrawing_every_epoch(tmp_path):
+    every = RunLogger(tmp_path / "every", tensorboard=False, plot_interval_s=0)
+    rare = RunLogger(tmp_path / "rare", tensorboard=False, plot_interval_s=1e9)
+    png_every, png_rare = tmp_path / "every" / "curves.png", tmp_path / "rare" / "curves.png"
+    drawn_every = []
+    for i, record in enumerate(_records(4)):
+        every.log_epoch(dict(record))
+        rare.log_epoch(dict(record))
+        drawn_every.append(png_every.read_bytes())
+        if i == 0:
+            first = png_rare.read_bytes()
+            assert first == drawn_every[0]  # the first epoch is drawn at once
+        else:
+            assert png_rare.read_bytes() == first  # not redrawn within the interval
+    assert len(set(drawn_every)) == 4  # interval 0: a new picture after every epoch
+    every.close()
+    rare.close()
+    # closing draws what was logged since the last redraw: the same picture as redrawing always
+    assert png_rare.read_bytes() == png_every.read_bytes() == drawn_every[-1]
+    assert (tmp_path / "rare" / "metrics.csv").read_text().count("\n") == 5
+
+
+def test_close_without_new_records_keeps_the_picture(tmp_path):
+    logger = RunLogger(tmp_path, tensorboard=False, plot_interval_s=1e9)
+    logger.log_epoch(_records(1)[0])
+    (tmp_path / "curves.png").write_bytes(b"kept")
+    logger.close()  # nothing new since the last draw: nothing redrawn
+    assert (tmp_path / "curves.png").read_bytes() == b"kept"
