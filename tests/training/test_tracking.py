@@ -173,3 +173,21 @@ def test_close_without_new_records_keeps_the_picture(tmp_path):
     (tmp_path / "curves.png").write_bytes(b"kept")
     logger.close()  # nothing new since the last draw: nothing redrawn
     assert (tmp_path / "curves.png").read_bytes() == b"kept"
+
+
+def test_test_metrics_name_the_epoch_of_the_checkpoint_tested(tmp_path):
+    """train.test_checkpoint=last: the test report and TensorBoard's test/* carry the last
+    epoch, not the epoch best.pt was written at."""
+    run = tmp_path / "run"
+    assert main(["train", "data.source=demo", "data.split=stratified", "data.demo_samples=48",
+                 "data.demo_classes=4", "data.batch_size=16", "data.val_fraction=0.25", "model.variant=sitsformer_pixel",
+                 "model.embed_dim=16", "model.num_heads=2", "model.num_layers=1",
+                 "optim.lr=1e-12", "schedule.type=constant", "schedule.min_lr=0", "train.epochs=3", "train.threads=1",
+                 "train.monitor=val_oa", "train.test_checkpoint=last", "logging.plots=false",
+                 "--output", str(run), "--quiet"]) == 0
+    test = json.loads((run / "test_metrics.json").read_text())
+    assert load_checkpoint(run / "best.pt")["epoch"] == 1  # lr ~0: nothing improves on epoch 1
+    assert test["checkpoint"] == str(run / "last.pt")
+    assert test["epoch"] == load_checkpoint(run / "last.pt")["epoch"] == 3
+    [(step, _)] = scalars(run, "test/oa")
+    assert step == 3

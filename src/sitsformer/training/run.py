@@ -304,15 +304,17 @@ def fit_and_test(cfg: ExperimentConfig, model: Any, optimizer: Any, scheduler: A
                          f"{cfg.train.test_checkpoint!r}")
     if result["status"] != "interrupted" and test_loader is not None:
         best = run_path / f"{cfg.train.test_checkpoint}.pt"
+        tested_epoch = result["epochs"]  # the weights in memory, unless a checkpoint is read
         if best.exists():
-            trainer.model_without_ddp.load_state_dict(
-                load_checkpoint(best, map_location=device)["model_state_dict"])
+            ckpt = load_checkpoint(best, map_location=device)
+            trainer.model_without_ddp.load_state_dict(ckpt["model_state_dict"])
+            tested_epoch = int(ckpt.get("epoch", tested_epoch))
         test = trainer.evaluate(test_loader, prefix="test")
-        trainer.log_test(test, result["best_epoch"])
+        trainer.log_test(test, tested_epoch)
         out["test"] = test
         if is_main_process():
             (run_path / "test_metrics.json").write_text(json.dumps(
-                {"checkpoint": str(best), "epoch": result["best_epoch"], **test}, indent=2))
+                {"checkpoint": str(best), "epoch": tested_epoch, **test}, indent=2))
             if dm.num_classes:
                 out["test_report"] = write_test_report(trainer.model_without_ddp, dm, best,
                                                        run_path / "test_report", device, cfg)
