@@ -4,11 +4,12 @@ and the splits (file, k-fold, spatial) with the split ids a run records."""
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
 
-from sitsformer.data import DataError, DataModule, InputSpec, compute_normalization
+from sitsformer.data import DataError, DataModule, DataWarning, InputSpec, compute_normalization
 from sitsformer.data.transforms import Scale
 from sitsformer.training.config import ConfigError, load_config
 
@@ -164,3 +165,18 @@ def test_docs_list_every_split():
     for name in SPLITS:
         assert f"| `{name}` |" in section, name
 
+
+
+def test_a_val_fraction_the_split_cannot_meet_is_said():
+    """48 demo samples in a handful of fields: whole fields leave nothing for a 25 % val carve
+    by group; the stratified split meets it."""
+    with pytest.warns(DataWarning, match=r"data.val_fraction=0.25 but the 'group' split of 48 "
+                                         r"samples left no validation sample \(\d+ groups"):
+        dm = DataModule("demo", split="group", val_fraction=0.25, demo_samples=48,
+                        demo_classes=4).setup()
+    assert len(dm.splits["val"]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        dm = DataModule("demo", split="stratified", val_fraction=0.25, demo_samples=48,
+                        demo_classes=4).setup()
+    assert len(dm.splits["val"]) > 0

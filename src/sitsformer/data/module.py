@@ -24,10 +24,11 @@ from torch.utils.data import DataLoader, Dataset
 
 import hashlib
 import json
+import warnings
 
 from sitsformer.data.dataset import add_exclusion
 from sitsformer.data.augment import train_augmentation
-from sitsformer.data.errors import DataError
+from sitsformer.data.errors import DataError, DataWarning
 from sitsformer.data.loaders import _process_group, make_loader
 from sitsformer.data.spec import InputSpec
 from sitsformer.data.splits import (group_split, kfold_split, random_split, spatial_block_split,
@@ -337,6 +338,13 @@ class DataModule:
                                     coords=self.coords, folds=self.folds, fold=self.fold,
                                     block_size=self.block_size)
         self.train_pool_size = int(len(self.splits["train"]))
+        if self.labelled and self.val_fraction > 0 and len(self.splits["val"]) == 0:
+            groups = (f" ({len(np.unique(self.groups))} groups: whole groups go to one side)"
+                      if how == "group" and self.groups is not None else "")
+            warnings.warn(f"{self.source}: data.val_fraction={self.val_fraction} but the "
+                          f"{how!r} split of {len(self.labels)} samples left no validation "
+                          f"sample{groups}; training monitors the training loss",
+                          DataWarning, stacklevel=2)
         if self.labelled and self.label_fraction < 1.0:
             self.splits["train"] = label_subset(self.labels, self.splits["train"],
                                                 self.label_fraction, self.seed)
