@@ -69,3 +69,46 @@ def test_benchmark_rondonia_tiny(shared_data, tmp_path, monkeypatch, capsys):
     assert (out / "benchmark.png").stat().st_size > 0 and (out / "benchmark.csv").exists()
     # run again: refused without --overwrite
     assert main(args) == 1 and "--overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_benchmark_killed_mid_seed_resumes_to_the_uninterrupted_table(shared_data, tmp_path,
+                                                                      monkeypatch, capsys):
+    """A benchmark killed (SIGKILL) in the middle of seed 1's training: --resume keeps seed 0's
+    rows, continues seed 1 from its last.pt, and ends with the table of a run never stopped."""
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("SITSFORMER_SHARED_DATA", str(shared_data))
+    tiny = ["--sets", "rondonia", "--seeds", "2", "--trees", "20", "--quiet",
+            "train.epochs=3", "train.min_steps=null", "schedule.warmup_epochs=0",
+            "train.threads=1", "model.embed_dim=16", "model.num_layers=1", "logging.plots=false"]
+    ref, out = tmp_path / "ref", tmp_path / "bench"
+    assert main(["benchmark", "--output", str(ref), *tiny]) == 0
+    env = {**os.environ, "SITSFORMER_FAULT_KILL": "checkpoint.replaced:last.pt:5"}
+    killed = subprocess.run([sys.executable, "-m", "sitsformer", "benchmark", "--output",
+                             str(out), *tiny], env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert killed.returncode == -9, killed.stderr  # seed 0: 3 epochs; seed 1 dies after 2
+    assert not (out / "benchmark.json").exists()
+    kept = [json.loads(line) for line in (out / "benchmark_rows.jsonl").read_text().splitlines()]
+    assert [(r["method"], r["seed"]) for r in kept] == [("sitsformer", 0), ("random_forest", 0)]
+    capsys.readouterr()
+    assert main(["benchmark", "--output", str(out), *tiny]) == 1
+    assert "--resume" in capsys.readouterr().err
+    assert main(["benchmark", "--output", str(out), "--resume", *tiny]) == 0
+    assert "rondonia seed 0: kept from" in capsys.readouterr().out
+    rows = json.loads((out / "benchmark.json").read_text())["rows"]
+    ref_rows = json.loads((ref / "benchmark.json").read_text())["rows"]
+    assert rows[:2] == kept
+    assert rows[2]["resumed_from"] == str(out / "runs" / "rondonia_seed1" / "last.pt")
+    epochs = (out / "runs" / "rondonia_seed1" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(e)["epoch"] for e in epochs] == [1, 2, 3]
+    for r, want in zip(rows, ref_rows, strict=True):
+        assert (r["method"], r["seed"]) == (want["method"], want["seed"])
+        assert [r[k] for k in ("oa", "kappa", "macro_f1")] == \
+            [want[k] for k in ("oa", "kappa", "macro_f1")]
+    # rows made with other settings are not mixed into the table
+    assert main(["benchmark", "--output", str(out), "--resume", *tiny, "model.embed_dim=8"]) == 1
+    assert "made with other settings" in capsys.readouterr().err

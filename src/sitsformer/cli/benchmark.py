@@ -4,7 +4,8 @@ Without ``--data`` it runs every labelled real set of the shared data folder
 (``SITSFORMER_SHARED_DATA`` or ``shared/data`` beside the clone); with ``--data SOURCE`` (and
 ``-o`` reader options, ``--split``) it runs on your own data, so you see the comparison before
 trusting a map. Writes ``benchmark.json``, ``benchmark.md``, ``benchmark.csv`` and
-``benchmark.png`` into ``--output``.
+``benchmark.png`` into ``--output``; each finished (set, seed) pair is appended to
+``benchmark_rows.jsonl`` at once, so ``--resume`` continues an interrupted benchmark.
 """
 
 from __future__ import annotations
@@ -29,11 +30,18 @@ def run(args: argparse.Namespace) -> int:
     from sitsformer.training.benchmark import DEFAULT_SETS, BenchmarkSet, run_benchmark
     from sitsformer.training.config import ConfigError
 
+    from sitsformer.training.benchmark import ROWS_FILE
+
     out = Path(args.output)
-    if (out / "benchmark.json").exists() and not args.overwrite:
-        print(f"error: output exists: {out / 'benchmark.json'} (pass --overwrite to replace it)",
-              file=sys.stderr)
-        return 1
+    if args.resume and args.overwrite:
+        print("error: --resume continues the benchmark in --output, --overwrite replaces it: "
+              "pass one of them", file=sys.stderr)
+        return 2
+    for name in ("benchmark.json", ROWS_FILE):
+        if (out / name).exists() and not (args.overwrite or args.resume):
+            print(f"error: output exists: {out / name} (pass --resume to continue it, or "
+                  f"--overwrite to replace it)", file=sys.stderr)
+            return 1
     try:
         if args.data:
             sets = [BenchmarkSet(Path(args.data).stem or "data", str(Path(args.data).resolve()),
@@ -49,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                         for s in sets]
         res = run_benchmark(sets, seeds=list(range(args.seeds)), config=args.config,
                             overrides=args.overrides, output=out, trees=args.trees,
-                            progress=not args.quiet)
+                            progress=not args.quiet, resume=args.resume)
     except (UsageError, ConfigError, UnknownConfigError, DataError, ValueError,
             FileNotFoundError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -77,6 +85,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--trees", type=int, default=500, help="random-forest trees (default 500)")
     p.add_argument("--output", default="benchmark", help="output folder (default benchmark/)")
     add_overwrite(p)
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted benchmark in --output: keep the seeds done, "
+                   "continue a training run from its last.pt, run the rest")
     add_quiet(p)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="recipe overrides for every set, e.g. train.epochs=5")

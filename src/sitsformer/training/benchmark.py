@@ -19,7 +19,9 @@ JSON, Markdown, CSV and a PNG plot.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -127,6 +129,39 @@ def random_forest_scores(dm: DataModule, seed: int, trees: int = 500,
             "seconds": time.perf_counter() - t0, "n_fit": int(len(fit)), "n_test": int(len(test))}
 
 
+ROWS_FILE = "benchmark_rows.jsonl"
+
+
+def _fingerprint(recipe: dict[str, Any], overrides: Sequence[str], bset: BenchmarkSet,
+                 trees: int) -> str:
+    """What a set's rows depend on (recipe, overrides, the set, the forest's trees)."""
+    text = json.dumps({"recipe": recipe, "overrides": list(overrides), "set": vars(bset),
+                       "trees": trees}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows an earlier (interrupted) run appended; a last line cut off mid-write is
+    dropped."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
+def _append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """One (set, seed) pair's two rows as one write, flushed to disk."""
+    with path.open("a") as fh:
+        fh.write("".join(json.dumps(r, default=str) + "\n" for r in rows))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     a = np.asarray(values, np.float64)
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
@@ -196,7 +231,7 @@ def _plot(summary: list[dict[str, Any]], path: Path) -> None:
 def run_benchmark(sets: Sequence[BenchmarkSet], seeds: Sequence[int] = (0, 1, 2), *,
                   config: str | Path | None = None, overrides: Sequence[str] = (),
                   output: str | Path = "benchmark", trees: int = 500,
-                  progress: bool = True) -> dict[str, Any]:
+                  progress: bool = True, resume: bool = False) -> dict[str, Any]:
     """Run the benchmark (see the module doc) and write its files into ``output``.
 
     Args:
@@ -208,6 +243,11 @@ def run_benchmark(sets: Sequence[BenchmarkSet], seeds: Sequence[int] = (0, 1, 2)
         output: folder for ``benchmark.json|md|csv|png`` and the training runs.
         trees: trees of the random forest.
         progress: progress bars of the training runs.
+        resume: continue an interrupted benchmark in ``output``: the (set, seed) pairs whose
+            rows ``benchmark_rows.jsonl`` already holds (written after each pair, with a
+            fingerprint of the recipe, overrides, set and trees) are kept, a training run cut
+            short is continued from its ``last.pt``, the rest is run. Rows made with other
+            settings are refused. Without it the rows file is started afresh.
 
     Returns:
         ``{"rows": [one dict per set, method and seed], "summary": [...], "files": {...}}``.
@@ -215,8 +255,19 @@ def run_benchmark(sets: Sequence[BenchmarkSet], seeds: Sequence[int] = (0, 1, 2)
     recipe_path, recipe = recipe_without_data(config)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
+    rows_path = out / ROWS_FILE
+    done = _read_rows(rows_path) if resume else []
+    if not resume:
+        rows_path.unlink(missing_ok=True)
     rows: list[dict[str, Any]] = []
     for bset in sets:
+        key = _fingerprint(recipe, overrides, bset, trees)
+        mine = [r for r in done if r["set"] == bset.name]
+        other = sorted({r["fingerprint"] for r in mine} - {key})
+        if other:
+            raise ValueError(f"{rows_path}: the rows of set {bset.name!r} were made with other "
+                             f"settings (recipe, overrides, set or trees: fingerprint "
+                             f"{other[0]}, now {key}); pass --overwrite to start again")
         base = [f"data.source={bset.resolved_source()}", f"data.split={bset.split}",
                 *[f"data.options.{k}={json.dumps(v)}" for k, v in bset.options.items()],
                 *bset.overrides, *overrides, f"logging.run_dir={out / 'runs'}",
@@ -225,10 +276,17 @@ def run_benchmark(sets: Sequence[BenchmarkSet], seeds: Sequence[int] = (0, 1, 2)
         feats = _features(dm)
         sizes = {"n_train": int(len(dm.splits["train"])), "n_test": int(len(dm.splits["test"]))}
         for seed in seeds:
+            kept = [r for r in mine if r["seed"] == seed]
+            if {r["method"] for r in kept} == {"sitsformer", "random_forest"}:
+                rows += sorted(kept, key=lambda r: r["method"] != "sitsformer")
+                print(f"{bset.name} seed {seed}: kept from {rows_path}", flush=True)
+                continue
             cfg = load_config(None, [*base, f"train.seed={seed}",
                                      f"logging.name={bset.name}_seed{seed}"], base=recipe)
+            last = out / "runs" / f"{bset.name}_seed{seed}" / "last.pt"
+            cut_short = resume and cfg.train.ensemble == 1 and last.is_file()
             t0 = time.perf_counter()
-            res = run_experiment(cfg)
+            res = run_experiment(cfg, resume=str(last) if cut_short else None)
             test = res["test"]
             if res["data"]["split_sizes"]["test"] != sizes["n_test"]:
                 raise RuntimeError(f"{bset.name}: the training run's test split differs from "
@@ -240,6 +298,11 @@ def run_benchmark(sets: Sequence[BenchmarkSet], seeds: Sequence[int] = (0, 1, 2)
             rf = random_forest_scores(dm, seed, trees, feats)
             rows.append({"set": bset.name, "method": "random_forest", "seed": seed, **sizes,
                          **{k: rf[k] for k in (*METRICS, "seconds")}})
+            if cut_short:
+                rows[-2]["resumed_from"] = str(last)
+            for r in rows[-2:]:
+                r["fingerprint"] = key
+            _append_rows(rows_path, rows[-2:])
             print(f"{bset.name} seed {seed}: sitsformer OA {rows[-2]['oa']:.4f}, "
                   f"forest OA {rows[-1]['oa']:.4f}", flush=True)
     summary = summarize(rows)
