@@ -63,3 +63,20 @@ def test_ensemble_train_evaluate_predict(tmp_path):
     rows, cols = ds.coords[:, 0].astype(int), ds.coords[:, 1].astype(int)
     np.testing.assert_array_equal(class_map[rows, cols], prob.argmax(-1).numpy())
     np.testing.assert_allclose(confidence[rows, cols], prob.max(-1).values.numpy(), atol=1e-5)
+
+
+def test_ensembles_of_different_seeds_share_no_member(tmp_path):
+    """train.seed=1 with 2 members trains seeds 2 and 3 (seed 0 trained 0 and 1); member 1 is
+    the very run `train.seed=3` gives alone."""
+    common = ["train", "data.source=demo", "data.split=stratified", "data.demo_samples=48",
+              "data.demo_classes=4", "data.batch_size=16", "model.variant=sitsformer_pixel",
+              "model.embed_dim=16", "model.num_heads=2", "model.num_layers=1",
+              "train.epochs=2", "train.threads=1", "logging.plots=false", "--quiet"]
+    assert main([*common, "train.seed=1", "train.ensemble=2", "--output",
+                 str(tmp_path / "ens")]) == 0
+    members = [load_checkpoint(tmp_path / "ens" / f"member{i}" / "last.pt") for i in (0, 1)]
+    assert [m["config"]["train"]["seed"] for m in members] == [2, 3]
+    assert main([*common, "train.seed=3", "--output", str(tmp_path / "alone")]) == 0
+    alone = load_checkpoint(tmp_path / "alone" / "last.pt")["model_state_dict"]
+    for name, value in members[1]["model_state_dict"].items():
+        assert torch.equal(value, alone[name]), name

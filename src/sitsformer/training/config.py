@@ -147,7 +147,7 @@ class TrainSection:
     min_steps: int | None = None  # at least this many optimizer updates: more epochs when small
     ema_decay: float | None = None  # evaluate and save an exponential moving average of weights
     test_checkpoint: str = "best"  # scored on the test split: "best" (monitor) or "last"
-    ensemble: int = 1  # K > 1: K models (seeds seed..seed+K-1), one averaged checkpoint
+    ensemble: int = 1  # K > 1: K models (seeds seed*K..seed*K+K-1), one averaged checkpoint
     # GiB a training step may use: picks block checkpointing and micro-batching (same effective
     # batch) from the measured saved-for-backward bytes (sitsformer.training.memory)
     memory_budget_gb: float | None = None

@@ -1,4 +1,7 @@
-"""``train.ensemble=K``: train K models with seeds ``seed .. seed+K-1``, keep one checkpoint.
+"""``train.ensemble=K``: train K models with seeds ``seed*K .. seed*K+K-1``, keep one checkpoint.
+
+The member seeds of two ensembles with different ``train.seed`` never overlap, so ensembles
+compared over several seeds (``sitsformer benchmark``) are independent of each other.
 
 Every member is an ordinary run (same data, split and statistics; only ``train.seed``
 differs) in ``<run>/member<k>/``. Their test checkpoints (``train.test_checkpoint``) are joined
@@ -23,7 +26,13 @@ from sitsformer.models.ensemble import SITSEnsemble
 from sitsformer.training.config import ExperimentConfig, save_config
 from sitsformer.training.distributed import is_main_process
 
-__all__ = ["run_ensemble"]
+__all__ = ["member_seed", "run_ensemble"]
+
+
+def member_seed(seed: int, k: int, i: int) -> int:
+    """``train.seed`` of member ``i`` of a ``k``-model ensemble run with ``train.seed=seed``:
+    ``seed*k + i`` (within the seed range 0 .. 2**32 - 1)."""
+    return (seed * k + i) % 2**32
 
 
 def run_ensemble(cfg: ExperimentConfig, recipe: Any, run_dir: str | Path | None = None,
@@ -48,7 +57,7 @@ def run_ensemble(cfg: ExperimentConfig, recipe: Any, run_dir: str | Path | None 
     run_path = Path(run_dir) if run_dir is not None else resolve_run_dir(cfg, None)
     members, states = [], []
     for i in range(k):
-        train = dataclasses.replace(cfg.train, seed=cfg.train.seed + i, ensemble=1)
+        train = dataclasses.replace(cfg.train, seed=member_seed(cfg.train.seed, k, i), ensemble=1)
         out = run_one(dataclasses.replace(cfg, train=train), recipe,
                       run_dir=run_path / f"member{i}", callbacks=callbacks)
         out.pop("trainer", None)
