@@ -65,7 +65,8 @@ def pretrain(args: argparse.Namespace, out: Path) -> dict:
                  "data.split=group" if args.holdout else "data.split=random",
                  "data.val_fraction=0.0", f"data.test_fraction={args.holdout}",
                  f"train.epochs={args.pretrain_epochs}", f"optim.lr={args.pretrain_lr}",
-                 "optim.weight_decay=0.05", "pretrain.target=center", "pretrain.hide_ratio=0.3"]
+                 "optim.weight_decay=0.05", "pretrain.target=center",
+                 f"pretrain.hide_ratio={args.hide_ratio}"]
     cfg = load_config(None, overrides, cls=PretrainExperimentConfig)
     t0 = time.perf_counter()
     res = run_pretraining(cfg)
@@ -125,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="reuse the best.pt of an earlier pre-training run of this script "
                    "(its test_metrics.json gives the reconstruction numbers)")
     p.add_argument("--pretrain-lr", type=float, default=1e-3)
+    p.add_argument("--hide-ratio", type=float, default=0.3,
+                   help="share of the valid dates hidden per sample in pre-training")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--updates", type=int, default=200, help="optimizer updates per fine-tuning")
     p.add_argument("--min-epochs", type=int, default=10)
