@@ -27,7 +27,8 @@ def test_benchmark_rondonia_tiny(shared_data, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SITSFORMER_SHARED_DATA", str(shared_data))
     out = tmp_path / "bench"
     args = ["benchmark", "--sets", "rondonia", "--seeds", "2", "--trees", "20", "--output",
-            str(out), "--quiet", "train.epochs=1", "schedule.warmup_epochs=0", "train.threads=1",
+            str(out), "--quiet", "train.epochs=1", "train.min_steps=null",
+            "schedule.warmup_epochs=0", "train.threads=1",
             "model.embed_dim=16", "model.num_layers=1", "logging.plots=false"]
     assert main(args) == 0
     printed = capsys.readouterr().out
@@ -82,7 +83,8 @@ def test_benchmark_killed_mid_seed_resumes_to_the_uninterrupted_table(shared_dat
 
     monkeypatch.setenv("SITSFORMER_SHARED_DATA", str(shared_data))
     tiny = ["--sets", "rondonia", "--seeds", "2", "--trees", "20", "--quiet",
-            "train.epochs=3", "train.min_steps=null", "schedule.warmup_epochs=0",
+            "train.epochs=3", "train.min_steps=null", "train.ensemble=1",
+            "schedule.warmup_epochs=0",
             "train.threads=1", "model.embed_dim=16", "model.num_layers=1", "logging.plots=false"]
     ref, out = tmp_path / "ref", tmp_path / "bench"
     assert main(["benchmark", "--output", str(ref), *tiny]) == 0

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import rasterio
 import torch
 from test_round_trip import TINY, make_folder
@@ -80,3 +81,26 @@ def test_ensembles_of_different_seeds_share_no_member(tmp_path):
     alone = load_checkpoint(tmp_path / "alone" / "last.pt")["model_state_dict"]
     for name, value in members[1]["model_state_dict"].items():
         assert torch.equal(value, alone[name]), name
+
+
+@pytest.mark.parametrize("limit", [10, 1000])
+def test_ensemble_only_for_training_splits_up_to_ensemble_max_samples(tmp_path, limit, capsys):
+    """train.ensemble_max_samples: 48 demo samples (a training split of about 30) get two
+    members under a limit of 1000, and one plain model, said and recorded, under 10."""
+    run = tmp_path / "run"
+    assert main(["train", "data.source=demo", "data.split=stratified", "data.demo_samples=48",
+                 "data.demo_classes=4", "data.batch_size=16", "model.variant=sitsformer_pixel",
+                 "model.embed_dim=16", "model.num_heads=2", "model.num_layers=1",
+                 "train.epochs=1", "train.threads=1", "logging.plots=false", "train.ensemble=2",
+                 f"train.ensemble_max_samples={limit}", "--output", str(run), "--quiet"]) == 0
+    ckpt = load_checkpoint(run / "best.pt")
+    n_train = ckpt["data_meta"]["split_sizes"]["train"]
+    if limit == 10:
+        assert n_train > 10 and "ensemble" not in ckpt["model_config"]
+        assert not (run / "member0").exists()
+        assert ckpt["config"]["train"]["ensemble"] == 1
+        assert f"holds {n_train} samples, more than train.ensemble_max_samples=10" in \
+            capsys.readouterr().out
+    else:
+        assert len(ckpt["model_config"]["ensemble"]) == 2
+        assert (run / "member1" / "last.pt").is_file()

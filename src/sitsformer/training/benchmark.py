@@ -34,6 +34,7 @@ from sitsformer.data import DataModule, shared_data_dir
 from sitsformer.evaluation.metrics import metrics_from_confusion_matrix
 from sitsformer.training.config import load_config
 from sitsformer.training.experiment import run_experiment
+from sitsformer.training.run import resolve_ensemble
 
 __all__ = ["DEFAULT_SETS", "BenchmarkSet", "random_forest_scores", "run_benchmark",
            "summarize"]
@@ -283,6 +284,7 @@ def run_benchmark(sets: Sequence[BenchmarkSet], seeds: Sequence[int] = (0, 1, 2)
                 continue
             cfg = load_config(None, [*base, f"train.seed={seed}",
                                      f"logging.name={bset.name}_seed{seed}"], base=recipe)
+            cfg = resolve_ensemble(cfg)
             last = out / "runs" / f"{bset.name}_seed{seed}" / "last.pt"
             cut_short = resume and cfg.train.ensemble == 1 and last.is_file()
             t0 = time.perf_counter()

@@ -148,6 +148,9 @@ class TrainSection:
     ema_decay: float | None = None  # evaluate and save an exponential moving average of weights
     test_checkpoint: str = "best"  # scored on the test split: "best" (monitor) or "last"
     ensemble: int = 1  # K > 1: K models (seeds seed*K..seed*K+K-1), one averaged checkpoint
+    # train.ensemble only when the training split holds at most this many samples (None:
+    # always): small sets, where seeds differ most, get K models; large ones one
+    ensemble_max_samples: int | None = None
     # GiB a training step may use: picks block checkpointing and micro-batching (same effective
     # batch) from the measured saved-for-backward bytes (sitsformer.training.memory)
     memory_budget_gb: float | None = None
@@ -299,7 +302,7 @@ RANGES: dict[str, Range] = {
     "train.seed": _SEED, "train.save_every": _AT_LEAST_1, "train.threads": _AT_LEAST_1,
     "train.dist_timeout_s": _POSITIVE,
     "train.min_steps": _AT_LEAST_1, "train.ema_decay": Range(0, 1, True, True),
-    "train.ensemble": _AT_LEAST_1,
+    "train.ensemble": _AT_LEAST_1, "train.ensemble_max_samples": _AT_LEAST_1,
     "train.memory_budget_gb": _POSITIVE,
     # pretrain / finetune
     "pretrain.hide_ratio": Range(0, 1, True, True), "pretrain.eval_seed": _SEED,

@@ -62,8 +62,8 @@ from sitsformer.training.tasks import ClassificationTask
 from sitsformer.training.trainer import SITSFormerTrainer
 
 __all__ = ["Recipe", "ResumeConfigError", "build_model", "build_optimization",
-           "check_resume", "classification_task", "fit_and_test", "run", "seed_everything",
-           "setup_run"]
+           "check_resume", "classification_task", "fit_and_test", "resolve_ensemble", "run",
+           "seed_everything", "setup_run"]
 
 
 # ------------------------------------------------------------------------------ resume checks
@@ -375,6 +375,23 @@ class Recipe:
         return out
 
 
+def resolve_ensemble(cfg: ExperimentConfig, labelled: bool = True) -> ExperimentConfig:
+    """``cfg`` with ``train.ensemble`` set to 1 when ``train.ensemble_max_samples`` is set and
+    the training split (read here, as the run will read it) holds more samples (printed, and
+    the run's ``config.yaml`` then says ``ensemble: 1``). Unchanged otherwise."""
+    t = cfg.train
+    if t.ensemble <= 1 or t.ensemble_max_samples is None:
+        return cfg
+    n_train = len(DataModule.from_config(cfg.data, labelled=labelled).read().splits["train"])
+    if n_train <= t.ensemble_max_samples:
+        return cfg
+    if is_main_process():
+        print(f"train.ensemble={t.ensemble} not used: the training split holds {n_train} "
+              f"samples, more than train.ensemble_max_samples={t.ensemble_max_samples}; one "
+              f"model is trained", flush=True)
+    return dataclasses.replace(cfg, train=dataclasses.replace(t, ensemble=1))
+
+
 def epochs_for_min_steps(cfg: ExperimentConfig, batches_per_epoch: int) -> ExperimentConfig:
     """``cfg`` with ``train.epochs`` raised so that training makes at least
     ``train.min_steps`` optimizer updates (small data sets get more epochs; the schedule's
@@ -409,6 +426,7 @@ def run(cfg: ExperimentConfig, recipe: Recipe, resume: str | None = None,
         ``{"run_dir", "status", "best_checkpoint", "last_checkpoint", "metrics_file", "plots",
         "history", "data", "input_spec", "test", ...}``.
     """
+    cfg = resolve_ensemble(cfg, recipe.labelled)
     if cfg.train.ensemble > 1:
         from sitsformer.training.ensemble import run_ensemble
 
