@@ -32,6 +32,7 @@ def test_ensemble_train_evaluate_predict(tmp_path):
     assert ckpt["members"] == [str(p) for p in member_files]
     seeds = [load_checkpoint(p)["config"]["train"]["seed"] for p in member_files]
     assert seeds == [0, 1]
+    assert (run / "data_meta.json").read_text() == (run / "member0" / "data_meta.json").read_text()
 
     ens, _ = load_model(run / "best.pt")
     assert isinstance(ens, SITSEnsemble)

@@ -6,7 +6,7 @@ compared over several seeds (``sitsformer benchmark``) are independent of each o
 Every member is an ordinary run (same data, split and statistics; only ``train.seed``
 differs) in ``<run>/member<k>/``. Their test checkpoints (``train.test_checkpoint``) are joined
 into a :class:`~sitsformer.models.ensemble.SITSEnsemble`, written as ``<run>/best.pt`` and
-``<run>/last.pt`` (the same model) and scored on the test split (``<run>/test_metrics.json``,
+``<run>/last.pt`` (the same model; ``data_meta.json`` beside them) and scored on the test split (``<run>/test_metrics.json``,
 with each member's scores beside it). ``sitsformer evaluate`` and ``predict`` read the
 ensemble checkpoint like any other.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,8 @@ def run_ensemble(cfg: ExperimentConfig, recipe: Any, run_dir: str | Path | None 
     if is_main_process():
         run_path.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_path / "config.yaml")
+        # every member read the same data and split: the run folder says so like any run's
+        shutil.copyfile(Path(first["run_dir"]) / "data_meta.json", run_path / "data_meta.json")
         save_checkpoint(best, state)
         save_checkpoint(last, state)
     out: dict[str, Any] = {
