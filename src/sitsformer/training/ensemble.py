@@ -6,8 +6,8 @@ compared over several seeds (``sitsformer benchmark``) are independent of each o
 Every member is an ordinary run (same data, split and statistics; only ``train.seed``
 differs) in ``<run>/member<k>/``. Their test checkpoints (``train.test_checkpoint``) are joined
 into a :class:`~sitsformer.models.ensemble.SITSEnsemble`, written as ``<run>/best.pt`` and
-``<run>/last.pt`` (the same model; ``data_meta.json`` beside them) and scored on the test split (``<run>/test_metrics.json``,
-with each member's scores beside it). ``sitsformer evaluate`` and ``predict`` read the
+``<run>/last.pt`` (the same model; ``data_meta.json`` beside them) and scored on the test
+split (``<run>/test_metrics.json``, with each member's scores beside it). ``sitsformer evaluate`` and ``predict`` read the
 ensemble checkpoint like any other.
 """
 
