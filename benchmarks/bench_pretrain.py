@@ -17,7 +17,7 @@ Data: the Victoria Sentinel-2 pixel time series (800 pixels, 73 dates, 10 bands,
 
 The unlabelled pre-training pool contains the test pixels (without labels): the usual
 transductive setting of SITS pre-training, where every pixel of the area is available
-unlabelled. Run ``python benchmarks/bench_pretrain.py`` (about 15-30 minutes with 3 seeds on a
+unlabelled. Run ``python benchmarks/bench_pretrain.py`` (about 20-40 minutes with 3 seeds on a
 shared 2-core CPU; ``--quick`` for a smoke run); prints OA, kappa and macro-F1 per label budget.
 """
 
@@ -121,17 +121,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--ft-batch", type=int, default=16, help="fine-tuning batch size")
-    p.add_argument("--pretrain-epochs", type=int, default=40)
+    p.add_argument("--pretrain-epochs", type=int, default=200)
     p.add_argument("--pretrained", default=None,
                    help="reuse the best.pt of an earlier pre-training run of this script "
                    "(its test_metrics.json gives the reconstruction numbers)")
     p.add_argument("--pretrain-lr", type=float, default=1e-3)
-    p.add_argument("--hide-ratio", type=float, default=0.3,
+    p.add_argument("--hide-ratio", type=float, default=0.75,
                    help="share of the valid dates hidden per sample in pre-training")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--updates", type=int, default=200, help="optimizer updates per fine-tuning")
+    p.add_argument("--updates", type=int, default=400, help="optimizer updates per fine-tuning")
     p.add_argument("--min-epochs", type=int, default=10)
-    p.add_argument("--max-epochs", type=int, default=50)
+    p.add_argument("--max-epochs", type=int, default=100)
     p.add_argument("--layer-decay", type=float, default=0.8)
     p.add_argument("--freeze-epochs", type=int, default=0)
     p.add_argument("--holdout", type=float, default=0.0,
