@@ -180,9 +180,11 @@ def test_test_metrics_name_the_epoch_of_the_checkpoint_tested(tmp_path):
     epoch, not the epoch best.pt was written at."""
     run = tmp_path / "run"
     assert main(["train", "data.source=demo", "data.split=stratified", "data.demo_samples=48",
-                 "data.demo_classes=4", "data.batch_size=16", "data.val_fraction=0.25", "model.variant=sitsformer_pixel",
+                 "data.demo_classes=4", "data.batch_size=16", "data.val_fraction=0.25",
+                 "model.variant=sitsformer_pixel",
                  "model.embed_dim=16", "model.num_heads=2", "model.num_layers=1",
-                 "optim.lr=1e-12", "schedule.type=constant", "schedule.min_lr=0", "train.epochs=3", "train.threads=1",
+                 "optim.lr=1e-12", "schedule.type=constant", "schedule.min_lr=0",
+                 "train.epochs=3", "train.threads=1",
                  "train.monitor=val_oa", "train.test_checkpoint=last", "logging.plots=false",
                  "--output", str(run), "--quiet"]) == 0
     test = json.loads((run / "test_metrics.json").read_text())

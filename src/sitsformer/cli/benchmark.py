@@ -27,10 +27,8 @@ from sitsformer.cli._common import (
 def run(args: argparse.Namespace) -> int:
     from sitsformer.configs import UnknownConfigError
     from sitsformer.data.errors import DataError
-    from sitsformer.training.benchmark import DEFAULT_SETS, BenchmarkSet, run_benchmark
+    from sitsformer.training.benchmark import DEFAULT_SETS, ROWS_FILE, BenchmarkSet, run_benchmark
     from sitsformer.training.config import ConfigError
-
-    from sitsformer.training.benchmark import ROWS_FILE
 
     out = Path(args.output)
     if args.resume and args.overwrite:

@@ -7,8 +7,8 @@ Every member is an ordinary run (same data, split and statistics; only ``train.s
 differs) in ``<run>/member<k>/``. Their test checkpoints (``train.test_checkpoint``) are joined
 into a :class:`~sitsformer.models.ensemble.SITSEnsemble`, written as ``<run>/best.pt`` and
 ``<run>/last.pt`` (the same model; ``data_meta.json`` beside them) and scored on the test
-split (``<run>/test_metrics.json``, with each member's scores beside it). ``sitsformer evaluate`` and ``predict`` read the
-ensemble checkpoint like any other.
+split (``<run>/test_metrics.json``, with each member's scores beside it). ``sitsformer
+evaluate`` and ``predict`` read the ensemble checkpoint like any other.
 """
 
 from __future__ import annotations
