@@ -284,7 +284,7 @@ def run_benchmark(sets: Sequence[BenchmarkSet], seeds: Sequence[int] = (0, 1, 2)
                 continue
             cfg = load_config(None, [*base, f"train.seed={seed}",
                                      f"logging.name={bset.name}_seed{seed}"], base=recipe)
-            cfg = resolve_ensemble(cfg)
+            cfg = resolve_ensemble(cfg, n_train=sizes["n_train"])  # the split read above
             last = out / "runs" / f"{bset.name}_seed{seed}" / "last.pt"
             cut_short = resume and cfg.train.ensemble == 1 and last.is_file()
             t0 = time.perf_counter()

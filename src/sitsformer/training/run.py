@@ -375,14 +375,17 @@ class Recipe:
         return out
 
 
-def resolve_ensemble(cfg: ExperimentConfig, labelled: bool = True) -> ExperimentConfig:
+def resolve_ensemble(cfg: ExperimentConfig, labelled: bool = True,
+                     n_train: int | None = None) -> ExperimentConfig:
     """``cfg`` with ``train.ensemble`` set to 1 when ``train.ensemble_max_samples`` is set and
-    the training split (read here, as the run will read it) holds more samples (printed, and
-    the run's ``config.yaml`` then says ``ensemble: 1``). Unchanged otherwise."""
+    the training split holds more samples (printed, and the run's ``config.yaml`` then says
+    ``ensemble: 1``). Unchanged otherwise. ``n_train``: the training split's size when the
+    caller has read the data already (else it is read here, as the run will read it)."""
     t = cfg.train
     if t.ensemble <= 1 or t.ensemble_max_samples is None:
         return cfg
-    n_train = len(DataModule.from_config(cfg.data, labelled=labelled).read().splits["train"])
+    if n_train is None:
+        n_train = len(DataModule.from_config(cfg.data, labelled=labelled).read().splits["train"])
     if n_train <= t.ensemble_max_samples:
         return cfg
     if is_main_process():
