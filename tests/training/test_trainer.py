@@ -195,3 +195,51 @@ def test_load_model_rebuilds_from_file_alone(tt, demo_samples, tmp_path):
     assert torch.equal(expect, got)
     assert ckpt["data_meta"] == {"bands": ["B2"], "scale": 10000.0}
     assert not list(tmp_path.glob(".*tmp"))  # atomic writes leave no temporary files
+
+
+def test_checkpoint_interval_writes_less_and_ends_with_the_same_files(tt, demo_samples,
+                                                                      tmp_path):
+    """checkpoint_interval_s: between writes the improved epoch waits in memory; the final
+    best.pt / last.pt equal those of a run that writes every epoch."""
+    train, val = tt.loaders(demo_samples)
+    every = make_trainer(tt, tt.tiny_model(), tmp_path / "every", epochs=4)
+    torch.manual_seed(11)
+    res_every = every.fit(train, val)
+
+    seen = []  # the epoch in last.pt at the end of each epoch
+
+    def look(trainer, event, info):
+        if event == "epoch_end":
+            seen.append(load_checkpoint(tmp_path / "lazy" / "last.pt")["epoch"])
+
+    lazy = make_trainer(tt, tt.tiny_model(), tmp_path / "lazy", epochs=4,
+                        checkpoint_interval_s=1e9, callbacks=[look])
+    torch.manual_seed(11)
+    res_lazy = lazy.fit(train, val)
+    assert seen == [1, 1, 1, 4]  # the first epoch, then only the final one
+    assert res_lazy["best_epoch"] == res_every["best_epoch"]
+    for name in ("best.pt", "last.pt"):
+        a = load_checkpoint(tmp_path / "every" / name)
+        b = load_checkpoint(tmp_path / "lazy" / name)
+        assert a["epoch"] == b["epoch"] and a["best_epoch"] == b["best_epoch"], name
+        for k, v in a["model_state_dict"].items():
+            assert torch.equal(v, b["model_state_dict"][k]), (name, k)
+
+
+def test_checkpoint_interval_signal_writes_the_waiting_best(tt, demo_samples, tmp_path):
+    """A stop by a signal writes last.pt and the improved epoch that was waiting in memory."""
+    train, val = tt.loaders(demo_samples)
+
+    def kill_at(trainer, event, info):
+        if event == "step_end" and info["epoch"] == 3 and info["batch"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    run = tmp_path / "sig"
+    trainer = make_trainer(tt, tt.tiny_model(), run, epochs=4, checkpoint_interval_s=1e9,
+                           callbacks=[kill_at])
+    torch.manual_seed(5)
+    out = trainer.fit(train, val)
+    assert out["status"] == "interrupted"
+    best = load_checkpoint(run / "best.pt")
+    assert best["epoch"] == trainer.best_epoch  # the waiting epoch, not epoch 1's write
+    assert load_checkpoint(run / "last.pt")["epoch_progress"]["batches"] == 2

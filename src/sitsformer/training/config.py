@@ -142,6 +142,9 @@ class TrainSection:
     seed: int = 0
     device: str | None = None  # default: CUDA when available
     save_every: int | None = None
+    # least seconds between two writes of last.pt / best.pt at epoch ends (None: every epoch);
+    # the final epoch, a signal and an error always write: a kill -9 loses at most this much
+    checkpoint_interval_s: float | None = None
     threads: int | None = None  # torch.set_num_threads
     dist_timeout_s: float | None = None  # torchrun: a collective waiting longer fails (600 s)
     min_steps: int | None = None  # at least this many optimizer updates: more epochs when small
@@ -300,7 +303,7 @@ RANGES: dict[str, Range] = {
     "train.epochs": _AT_LEAST_1, "train.grad_clip": _POSITIVE,
     "train.accumulation_steps": _AT_LEAST_1, "train.early_stopping_patience": _AT_LEAST_1,
     "train.seed": _SEED, "train.save_every": _AT_LEAST_1, "train.threads": _AT_LEAST_1,
-    "train.dist_timeout_s": _POSITIVE,
+    "train.dist_timeout_s": _POSITIVE, "train.checkpoint_interval_s": _POSITIVE,
     "train.min_steps": _AT_LEAST_1, "train.ema_decay": Range(0, 1, True, True),
     "train.ensemble": _AT_LEAST_1, "train.ensemble_max_samples": _AT_LEAST_1,
     "train.memory_budget_gb": _POSITIVE,
@@ -311,7 +314,8 @@ RANGES: dict[str, Range] = {
 
 _NONE_MEANS = {"train.grad_clip": " (null = no clipping)",
                "train.early_stopping_patience": " (null = never stop early)",
-               "train.save_every": " (null = no epoch_XXXX.pt files)"}
+               "train.save_every": " (null = no epoch_XXXX.pt files)",
+               "train.checkpoint_interval_s": " (null = write checkpoints every epoch)"}
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

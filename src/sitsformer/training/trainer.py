@@ -20,6 +20,7 @@ and writes files.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import signal
 import threading
@@ -102,6 +103,11 @@ class SITSFormerTrainer:
         ema_decay: keep an exponential moving average of the weights
             (:class:`~sitsformer.training.averaging.WeightEMA`), validate it and save it as
             the checkpoints' ``model_state_dict`` (None = off).
+        checkpoint_interval_s: least seconds between two checkpoint writes at epoch ends
+            (None = every epoch). An improved epoch in between is kept in memory and written
+            with the next ``last.pt``; the final epoch, early stopping, a signal and an error
+            always write, so a ``kill -9`` loses at most this many seconds of training. Short
+            epochs on small sets otherwise spend a fifth of their time writing checkpoints.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -117,7 +123,7 @@ class SITSFormerTrainer:
                  input_spec: Any = None,
                  scheduler_interval: str | None = None, handle_signals: bool = True,
                  callbacks: Iterable[Callable[..., None]] = (),
-                 ema_decay: float | None = None):
+                 ema_decay: float | None = None, checkpoint_interval_s: float | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if accumulation_steps < 1:
@@ -166,6 +172,9 @@ class SITSFormerTrainer:
         self._logger: RunLogger | None = None  # set during fit (rank 0 with a run_dir)
         self.wandb_run_id: str | None = None  # kept in checkpoints: a resumed run continues it
         self.ema = WeightEMA(self.model_without_ddp, ema_decay) if ema_decay else None
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self._pending_best: dict[str, Any] | None = None  # improved, not yet written
+        self._saved_at: float | None = None  # monotonic time of the last epoch-end write
 
     def averaged(self) -> contextlib.AbstractContextManager[Any]:
         """Within the block the model holds the averaged weights (no-op without EMA)."""
@@ -228,6 +237,31 @@ class SITSFormerTrainer:
         if self.run_dir is None or not is_main_process():
             return None
         return save_checkpoint(self.run_dir / name, self.state_dict(progress))
+
+    def _flush_best(self) -> None:
+        """Write an improved epoch kept in memory by ``checkpoint_interval_s`` to best.pt."""
+        if self._pending_best is not None and self.run_dir is not None:
+            save_checkpoint(self.run_dir / "best.pt", self._pending_best)
+        self._pending_best = None
+
+    def _save_epoch(self, epoch: int, improved: bool, final: bool) -> None:
+        """best.pt (when improved) and last.pt at the end of ``epoch``: at once, or, with
+        ``checkpoint_interval_s``, when that long has passed since the last write (always at
+        the ``final`` epoch)."""
+        interval = self.checkpoint_interval_s
+        now = time.monotonic()
+        due = (interval is None or final or self._saved_at is None
+               or now - self._saved_at >= interval)
+        if improved:
+            if due:
+                self._pending_best = None
+                self.save("best.pt")
+            elif self.run_dir is not None and is_main_process():
+                self._pending_best = copy.deepcopy(self.state_dict())
+        if due:
+            self._flush_best()
+            self.save("last.pt")
+            self._saved_at = now
 
     def load_state(self, path: str | Path, weights_only: bool = False) -> dict[str, Any]:
         """Restore model (and, unless ``weights_only``, optimizer, scheduler, scaler, counters
@@ -541,9 +575,10 @@ class SITSFormerTrainer:
                     self.bad_epochs += 1
                 record["best_" + name] = self.best_metric
                 self.history.append(record)
-                if improved:
-                    self.save("best.pt")
-                self.save("last.pt")
+                final = epoch == num_epochs or (
+                    self.early_stopping_patience is not None
+                    and self.bad_epochs >= self.early_stopping_patience)
+                self._save_epoch(epoch, improved, final)
                 if self.save_every and epoch % self.save_every == 0:
                     self.save(f"epoch_{epoch:04d}.pt")
                 if logger is not None:
@@ -560,6 +595,7 @@ class SITSFormerTrainer:
                     break
             barrier()
         finally:
+            self._flush_best()  # an improved epoch not yet written (a signal, an error)
             for sig, h in old.items():
                 signal.signal(sig, h)
             self._logger = None
