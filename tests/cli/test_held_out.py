@@ -103,3 +103,30 @@ def test_evaluate_warns_on_training_samples(trained, capsys):
                  "-o", "n_bands=2", "-o", "start_date=2018-01-01", "-o", "interval_days=10",
                  "--output", str(tmp / "ev_other"), "--split", "test", "--quiet"]) == 1
     assert "needs the training source" in capsys.readouterr().err
+
+
+def test_evaluate_recognises_training_samples_in_another_file(trained, capsys):
+    """The same pixels under other ids, in another order (another export of the training
+    data): the training samples are recognised by their values and left out by default."""
+    tmp, table, run = trained
+    ids = torch.load(run / "best.pt", weights_only=True)["data_meta"]["split_ids"]
+    header, *rows = table.read_text().splitlines()
+    renamed = [r.replace(",px", ",copy", 1) for r in reversed(rows)]
+    other = tmp / "export.csv"
+    other.write_text("\n".join([header, *renamed]) + "\n")
+    opts = ["-o", "n_bands=2", "-o", "start_date=2018-01-01", "-o", "interval_days=10"]
+    assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(other), *opts,
+                 "--output", str(tmp / "ev_export"), "--quiet"]) == 0
+    n_train = len(ids["train"])
+    assert (f"{n_train} of the {N} samples have the values of samples in the model's training "
+            f"split and were left out; scored the other {N - n_train}") in capsys.readouterr().err
+    m = json.loads((tmp / "ev_export" / "metrics.json").read_text())
+    held_out = sorted(i.replace("px", "copy") for i in ids["val"] + ids["test"])
+    assert sorted(m["scored_ids"]) == held_out
+    assert m["split"] == "all but the training samples"
+    # --split all scores every sample and says how many the model trained on
+    assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(other), *opts,
+                 "--output", str(tmp / "ev_export_all"), "--split", "all", "--quiet"]) == 0
+    assert f"{n_train} of the {N} samples scored have the values" in capsys.readouterr().err
+    assert json.loads((tmp / "ev_export_all" / "metrics.json").read_text())["counts"][
+        "scored"] == N

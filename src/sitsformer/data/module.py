@@ -38,7 +38,7 @@ from sitsformer.data.transforms import MaskOutOfRange, Scale, collect_values, \
 from sitsformer.data.values import (band_ranges, check_scale, infer_scale, kind_of_scaled,
                                     valid_range)
 
-__all__ = ["SPLITS", "DataModule", "PreparedDataset", "label_subset", "read_split_file",
+__all__ = ["SPLITS", "DataModule", "PreparedDataset", "content_fingerprints", "label_subset", "read_split_file",
            "sample_ids", "split_indices"]
 
 SPLITS = {
@@ -221,6 +221,27 @@ class PreparedDataset(Dataset):
             s = self.augment(s)
         s.pop("group", None)
         return s
+
+
+def content_fingerprints(samples: Any, indices: Sequence[int], spec: InputSpec) -> list[str]:
+    """A 64-bit fingerprint (16 hex digits) of each sample's values as the model sees them
+    (``spec.transform()``: scale, standardisation), on its valid dates, rounded to 1e-4.
+
+    Ids differ between files (a CSV's id column, an npz's row numbers); values do not: the
+    same pixels read from another export of the training data get the same fingerprints, so
+    ``evaluate`` recognises samples the model trained on.
+    """
+    prepared = PreparedDataset(samples, indices, spec)
+    out = []
+    for i in range(len(prepared)):
+        s = prepared[i]
+        x = np.asarray(s["sequence"], np.float64)
+        valid = np.asarray(s["mask"], bool)
+        q = np.round(x[valid] * 1e4).astype(np.int64)
+        h = hashlib.blake2b(np.asarray(q.shape, np.int64).tobytes(), digest_size=8)
+        h.update(q.tobytes())
+        out.append(h.hexdigest())
+    return out
 
 
 class DataModule:
@@ -509,4 +530,9 @@ class DataModule:
                 # which samples were train/val/test: the ids, or their hashes when many
                 "split_ids": ({k: v.tolist() for k, v in ids.items()}
                               if len(self.ids) <= MAX_IDS else None),
-                "split_hashes": {k: _hash_ids(v) for k, v in ids.items()}}
+                "split_hashes": {k: _hash_ids(v) for k, v in ids.items()},
+                # the training samples by value, for evaluate on another file of the same data
+                "train_fingerprints": (
+                    content_fingerprints(self.samples, self.splits["train"], self.spec)
+                    if self.spec is not None and len(self.splits["train"]) <= MAX_IDS
+                    else None)}

@@ -185,6 +185,34 @@ def select_split(dataset: Any, ckpt: dict[str, Any], split: str, same_source: bo
     return idx, split, notes
 
 
+def drop_training_samples(dataset: Any, ckpt: dict[str, Any], idx: np.ndarray, spec: InputSpec,
+                          asked: str, where: str) -> tuple[np.ndarray, list[str]]:
+    """``idx`` less the samples whose values match the checkpoint's training samples
+    (:func:`~sitsformer.data.module.content_fingerprints`): another file of the training data
+    (a CSV and its npz) has other ids but the same values. With ``asked="all"`` they are
+    kept and a warning says how many there are."""
+    from sitsformer.data.module import content_fingerprints
+
+    known = (ckpt.get("data_meta") or {}).get("train_fingerprints")
+    if not known:
+        return idx, []
+    known = set(known)
+    seen = np.array([f in known for f in content_fingerprints(dataset, idx, spec)], bool)
+    n = int(seen.sum())
+    if not n:
+        return idx, []
+    if asked == "all":
+        return idx, [f"{n} of the {len(idx)} samples scored have the values of samples in the "
+                     "model's training split: these scores are not a held-out estimate"]
+    if n == len(idx):
+        raise ValueError(f"{where}: all {n} samples have the values of samples in the model's "
+                         "training split (another file of the training data?); nothing "
+                         "held out is left to score. Pass --split all to score them anyway")
+    return idx[~seen], [f"{n} of the {len(idx)} samples have the values of samples in the "
+                        f"model's training split and were left out; scored the other "
+                        f"{len(idx) - n} (--split all scores every sample)"]
+
+
 def evaluate_checkpoint(checkpoint: str | os.PathLike[str], data: Any, out_dir: str | None = None,
                         *, batch_size: int = 256, precision: str = "fp32",
                         device: str | None = None, progress: bool = True,
@@ -199,7 +227,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], data: Any, out_dir: 
         data_options: passed to ``open_source`` (default: the training run's
             ``data.options`` when ``data`` is the training source).
         split: ``"default"`` (the checkpoint's test split when ``data`` is the training
-            source, else every sample), ``"all"``, ``"train"``, ``"val"`` or ``"test"``
+            source, else every sample except those whose values match the checkpoint's
+            training samples), ``"all"``, ``"train"``, ``"val"`` or ``"test"``
             (the samples recorded in the checkpoint). Scoring samples the model trained on
             warns (``result["warnings"]``).
 
@@ -234,6 +263,12 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], data: Any, out_dir: 
     else:
         source = str(getattr(data, "meta", {}).get("source", type(data).__name__))
     idx, used, notes = select_split(data, ckpt, split, same, source)
+    if used == "all" and not same:  # ids cannot tell: recognise training samples by value
+        n_all = len(idx)
+        idx, more = drop_training_samples(data, ckpt, idx, spec, split, source)
+        notes += more
+        if len(idx) < n_all:
+            used = "all but the training samples"
     for note in notes:
         warnings.warn(f"{source}: {note}", DataWarning, stacklevel=2)
     result = evaluate_model(model, data, spec=spec, batch_size=batch_size,
@@ -244,7 +279,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str], data: Any, out_dir: 
     if out_dir is not None:
         c = result["counts"]
         info = {"checkpoint": str(checkpoint), "data": source,
-                "split": used if used == "all" else f"{used} (the samples the checkpoint "
+                "split": used if used.startswith("all") else f"{used} (the samples the checkpoint "
                 "recorded)", "samples": c["samples"], "scored": c["scored"],
                 "excluded (no valid date)": c["excluded_no_valid_date"],
                 "unlabelled": c["unlabelled"],
