@@ -143,7 +143,7 @@ def test_files_that_could_be_misread_are_refused(tmp_path):
     # a column that is no band would be read as one
     p.write_text("label,B2_20200101,cloud_20200101,B2_20200111,cloud_20200111\n0,1,2,3,4\n")
     with pytest.raises(DataError, match=r"would be read as band\(s\) \['cloud'\].*give "
-                       r"bands=\[...\].*ignore_columns="):
+                       r"-o bands=NAME,NAME,... .*-o ignore_columns=COL,COL,..."):
         read_csv_table(p)
     ds = read_csv_table(p, bands=["B2"])  # the option that decides
     assert ds.bands == ["B2"] and ds.meta["columns"]["ignored"] == ["cloud_20200101",
@@ -173,6 +173,28 @@ def test_misread_file_refused_through_cli(tmp_path, capsys):
     assert "give n_bands=, bands=" in capsys.readouterr().err
     assert main(["data", "inspect", str(p), "-o", "n_bands=2"]) == 0
     assert "samples     1   T 2   C 2" in capsys.readouterr().out
+
+
+def test_hints_typed_as_shown_and_legend_in_a_sibling_map_folder(tmp_path, capsys):
+    """The options an error suggests work when typed as shown; a legend in ../map is found."""
+    data = tmp_path / "data"
+    data.mkdir()
+    p = data / "t.csv"
+    p.write_text("label,B2_20200101,cloud_20200101,B2_20200111,cloud_20200111\n"
+                 "1,10,2,30,4\n2,11,2,31,4\n")
+    (tmp_path / "map").mkdir()
+    (tmp_path / "map" / "class_map.txt").write_text("code,class\n1,Forest\n2,Pasture\n")
+    assert main(["data", "inspect", str(p)]) == 1
+    assert "give -o bands=NAME,NAME,... to say which are bands, or -o ignore_columns=COL,COL," \
+        in capsys.readouterr().err
+    for opt in ("bands=B2", "bands=[B2]", "ignore_columns=cloud_20200101,cloud_20200111",
+                "ignore_columns=[cloud_20200101, cloud_20200111]"):
+        ds = read_csv_table(p, **{opt.split("=")[0]: opt.split("=", 1)[1]})
+        assert ds.bands == ["B2"], opt
+        np.testing.assert_array_equal(ds.x.reshape(2, 2), [[10, 30], [11, 31]])
+        assert ds.classes == ["Forest", "Pasture"] and ds.labels.tolist() == [0, 1], opt
+        assert main(["data", "inspect", str(p), "-o", opt]) == 0, opt
+        assert "C 1" in capsys.readouterr().out
 
 
 def test_victoria_tables_without_header_read_like_the_originals(tmp_path, shared_data):

@@ -81,20 +81,32 @@ def read_legend(path: str | Path) -> list[tuple[int, str]]:
 
 
 def _find_legend(folder: Path) -> Path | None:
-    for cand in (folder / "class_map.txt", folder / "map" / "class_map.txt"):
+    """``class_map.txt`` beside the table, in a ``map/`` folder beside it, or in a ``map/``
+    folder beside the table's folder (``data/train.csv`` with ``map/class_map.txt``)."""
+    for cand in (folder / "class_map.txt", folder / "map" / "class_map.txt",
+                 folder.parent / "map" / "class_map.txt"):
         if cand.is_file():
             return cand
     return None
 
 
+def _names_option(names: Any) -> list[str]:
+    """A list option given as a list, or as text typed on a command line: ``B4,B8``, or
+    ``[B4, B8]`` / ``['B4','B8']`` (brackets and quotes dropped)."""
+    if isinstance(names, str):
+        text = names.strip()
+        if text.startswith("[") and text.endswith("]"):
+            text = text[1:-1]
+        return [n.strip().strip("'\"") for n in text.split(",") if n.strip().strip("'\"")]
+    return [str(n) for n in names]
+
+
 def _bands_option(bands: Any) -> list[str] | None:
     if bands is None:
         return None
-    if isinstance(bands, str):
-        if bands.lower() in BAND_SETS:
-            return list(BAND_SETS[bands.lower()])
-        bands = [b.strip() for b in bands.split(",") if b.strip()]
-    return [str(b) for b in bands]
+    if isinstance(bands, str) and bands.lower() in BAND_SETS:
+        return list(BAND_SETS[bands.lower()])
+    return _names_option(bands)
 
 
 def _is_number(text: str) -> bool:
@@ -365,7 +377,7 @@ def read_csv_table(path: str | Path, *, label_column: str | None = None,
     if split_column is not None:
         taken.add(split_column)
     # ---- value columns
-    ignore = set(ignore_columns or ())
+    ignore = set(_names_option(ignore_columns or ()))
     missing_ignored = sorted(ignore - set(cols))
     if missing_ignored:
         raise DataError(f"{where}: ignore_columns {missing_ignored} are not columns of the table")
@@ -376,8 +388,8 @@ def read_csv_table(path: str | Path, *, label_column: str | None = None,
     index_cols = [c for c in candidates if c not in named and _INDEX.match(c)]
     if named and index_cols:
         raise DataError(f"{where}: both named value columns ({list(named)[:3]} ...) and generic "
-                        f"ones ({index_cols[:3]} ...); give ignore_columns= for those that are "
-                        "not values")
+                        f"ones ({index_cols[:3]} ...); give -o ignore_columns=COL,COL,... for those "
+                        "that are not values")
     inferred_dates = None
     if named:
         if band_list is not None:
@@ -389,7 +401,8 @@ def read_csv_table(path: str | Path, *, label_column: str | None = None,
             raise DataError(
                 f"{where}: columns such as {examples} would be read as band(s) {unknown}, which "
                 f"is not a known band or index name (bands found: {found_bands}); give "
-                f"bands=[...] to say which are bands, or ignore_columns=[...] for the others")
+                f"-o bands=NAME,NAME,... to say which are bands, or -o ignore_columns=COL,COL,... "
+                "for the others")
         band_names = band_list or found_bands
         grid: dict[tuple[str, np.datetime64], str] = {}
         for c, m in named.items():
@@ -405,8 +418,9 @@ def read_csv_table(path: str | Path, *, label_column: str | None = None,
             raise DataError(
                 f"{where}: the value columns do not form a complete band x date grid "
                 f"({len(band_names)} bands x {len(date_list)} dates; dates per band {per_band}; "
-                f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}); give bands=[...] "
-                "or ignore_columns=[...] for columns that are not values")
+                f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}); give -o "
+                "bands=NAME,NAME,... or -o ignore_columns=COL,COL,... for columns that are not "
+                "values")
         value_cols = [grid[(b, d)] for d in date_list for b in band_names]
         n_bands, n_dates = len(band_names), len(date_list)
         bands, layout = band_names, "named"
@@ -449,7 +463,7 @@ def read_csv_table(path: str | Path, *, label_column: str | None = None,
         num = pd.to_numeric(df[c], errors="coerce")
         row = int(np.flatnonzero(num.isna() & df[c].notna())[0])
         raise DataError(f"{where}: value column {c!r} holds text ({names[row]}: "
-                        f"{df[c].iloc[row]!r}); give ignore_columns=[{c!r}] if it is not a value")
+                        f"{df[c].iloc[row]!r}); give -o ignore_columns={c} if it is not a value")
     values = df[value_cols].to_numpy(dtype=np.float32)
     if layout == "band_major":
         x = rearrange(values, "n (c t) -> n t c", c=n_bands)
