@@ -729,7 +729,9 @@ def run_benchmark(sets: Sequence[BenchmarkSet], seeds: Sequence[int] = (0, 1, 2)
                         cut_short = resume and cfg.train.ensemble == 1 and last.is_file()
                         res = run_experiment(cfg, resume=str(last) if cut_short else None)
                         if res.get("status") == "interrupted" or "test" not in res:
-                            raise _Stopped(f"stopped during the training of {name} (a "
+                            sig = res.get("stop_signal")
+                            by = f" by {signal.Signals(sig).name}" if sig else ""
+                            raise _Stopped(f"stopped{by} during the training of {name} (a "
                                            f"resumable {last.name} was saved)")
                         if res["data"]["split_sizes"]["test"] != len(test):
                             raise RuntimeError(
