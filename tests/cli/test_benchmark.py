@@ -197,3 +197,51 @@ def test_benchmark_stopped_mid_fold_resumes_to_the_uninterrupted_table(
     # rows made with other settings are not mixed into the table
     assert main(["benchmark", "--output", str(out), "--resume", *tiny, "model.embed_dim=8"]) == 1
     assert "made with other settings" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_benchmark_victoria_grouped_cv_and_fixed_upstream(shared_data, tmp_path, monkeypatch,
+                                                          capsys):
+    """Victoria has polygon ids: its group set is cross-validated by polygons (no polygon in
+    two folds), its upstream set keeps the published split (fixed protocol, seeds); the table
+    says which split each set used."""
+    from sitsformer.data import open_source
+
+    monkeypatch.setenv("SITSFORMER_SHARED_DATA", str(shared_data))
+    out = tmp_path / "bench"
+    assert main(["benchmark", "--sets", "victoria_group,victoria_upstream", "--folds", "2",
+                 "--repeats", "1", "--seeds", "1", "--baselines", "random_forest", "--trees",
+                 "10", "--output", str(out), "--quiet", "train.epochs=1",
+                 "train.min_steps=null", "schedule.warmup_epochs=0", "train.threads=1",
+                 "train.ensemble=1", "model.embed_dim=16", "model.num_layers=1",
+                 "logging.plots=false"]) == 0
+    capsys.readouterr()
+    report = json.loads((out / "benchmark.json").read_text())
+    assert [(r["set"], r["method"], r["unit"]) for r in report["rows"]] == [
+        ("victoria_group", m, u) for u in ("r0f0", "r0f1")
+        for m in ("sitsformer", "random_forest")] + [
+        ("victoria_upstream", m, "s0") for m in ("sitsformer", "random_forest")]
+    ds = open_source(shared_data / "s2_victoria_igarss2019/s2_victoria_igarss2019.npz")
+    groups = np.asarray(ds.groups)
+    tested = []
+    for unit in ("r0f0", "r0f1"):
+        with open(out / "splits" / "victoria_group" / f"{unit}.csv") as fh:
+            split = {int(row["id"]): row["split"] for row in csv.DictReader(fh)}
+        test = np.array([i for i, s in split.items() if s == "test"])
+        train = np.array([i for i, s in split.items() if s == "train"])
+        assert np.intersect1d(groups[train], groups[test]).size == 0  # polygons stay whole
+        tested += test.tolist()
+    assert sorted(tested) == list(range(800))
+    splits = report["splits"]
+    assert splits["victoria_group"]["protocol"] == "cv"
+    assert splits["victoria_upstream"]["protocol"] == "fixed"
+    up = [r for r in report["rows"] if r["set"] == "victoria_upstream"]
+    assert {(r["n_test"], r["seed"], r["split_file"]) for r in up} == {(400, 0, None)}
+    md = (out / "benchmark.md").read_text()
+    assert "victoria_group: cv: 1 x 2-fold cross-validation of 800 samples, grouped by 182 " \
+           "group ids (StratifiedGroupKFold" in md
+    assert "victoria_upstream: fixed: the 'upstream' split of 800 samples" in md
+    # the sets' own 5-day grid reached the training runs (the recipe has none)
+    run = Path(report["rows"][0]["run_dir"])
+    assert json.loads((run / "data_meta.json").read_text())["input_spec"]["time_axis"] == \
+        "dates"
