@@ -74,3 +74,66 @@ def test_parse_models_and_baselines():
         parse_baselines("svm")
     with pytest.raises(ValueError, match="expected auto, cv or fixed; found 'kfold'"):
         Protocol("kfold")
+
+
+def test_own_data_is_split_by_its_groups_and_the_table_says_so(shared_data, tmp_path):
+    """``--data`` (split ``auto``) on a source with polygon ids: grouped folds on a small set,
+    the group split on a fixed one; the split line names what was used, and a given split
+    that puts polygons on both sides (Victoria's upstream files) is said to."""
+    from sitsformer.training.benchmark import BenchmarkSet, _set_runs, recipe_without_data
+
+    _, recipe = recipe_without_data(None)
+    path = shared_data / "s2_victoria_igarss2019/s2_victoria_igarss2019.npz"
+    base = [f"data.source={path}"]
+    own = BenchmarkSet("own", str(path))  # what `benchmark --data` makes
+    dm, runs, info = _set_runs(own, recipe, base, Protocol(folds=3, repeats=1), tmp_path)
+    assert info["protocol"] == "cv" and "grouped by 182 group ids" in info["split"]
+    assert [r["unit"] for r in runs] == ["r0f0", "r0f1", "r0f2"]
+    for r in runs:
+        assert np.intersect1d(dm.groups[r["fit"]], dm.groups[r["test"]]).size == 0
+    _, runs, info = _set_runs(own, recipe, base, Protocol("fixed", seeds=(0, 1)), tmp_path)
+    assert info["split"].startswith("fixed: the 'group' split of 800 samples (data.seed 0, "
+                                    "182 group ids: no group on both sides)")
+    assert [(r["unit"], r["seed"]) for r in runs] == [("s0", 0), ("s1", 1)]
+    # small, but its split is given: fixed; the upstream files share polygons
+    up = BenchmarkSet("up", str(path), "upstream")
+    _, _, info = _set_runs(up, recipe, base, Protocol(), tmp_path)
+    assert info["protocol"] == "fixed" and "38 group(s) on both sides" in info["split"]
+    # asked for stratified folds: said to ignore the groups
+    strat = BenchmarkSet("strat", str(path), "stratified")
+    _, _, info = _set_runs(strat, recipe, base, Protocol(folds=2, repeats=1), tmp_path)
+    assert "stratified (RepeatedStratifiedKFold" in info["split"]
+    assert "group ids are NOT used" in info["split"]
+    # over the size threshold: fixed
+    _, _, info = _set_runs(own, recipe, base, Protocol(max_samples=799), tmp_path)
+    assert info["protocol"] == "fixed"
+
+
+def test_skipped_baseline_is_reported(monkeypatch):
+    """A baseline whose package is missing is a row of the table that says so."""
+    import importlib.util
+
+    from sitsformer.training import benchmark as bm
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "lightgbm" else real(name, *a))
+    why = bm._baseline_missing("lightgbm")
+    assert why == "skipped: lightgbm is not installed (pip install 'sitsformer[boosting]')"
+    assert bm._baseline_missing("random_forest") is None
+    correct = bm._pack(np.array([True, False, True, True]))
+    rows = [{"set": "s", "method": m, "unit": f"r0f{f}", "protocol": "cv", "repeat": 0,
+             "fold": f, "seed": 0, "n_train": 4, "n_test": 4, "oa": 0.75, "kappa": 0.5,
+             "macro_f1": 0.7, "seconds": 1.0, "correct": correct}
+            for f in (0, 1) for m in ("sitsformer", "random_forest")]
+    info = {"s": {"split": "cv: test", "methods": ["sitsformer", "random_forest", "lightgbm"],
+                  "baselines": ["random_forest", "lightgbm"], "skipped": {"lightgbm": why}}}
+    summary = bm.summarize(rows, info)
+    assert [(e["method"], e["status"]) for e in summary] == [
+        ("sitsformer", "ok"), ("random_forest", "ok"), ("lightgbm", why)]
+    vs = summary[0]["vs"]
+    assert vs["lightgbm"] == {"runs": 0, "verdict": why}
+    assert vs["random_forest"]["mean"] == 0 and vs["random_forest"]["mcnemar_p"] == 1.0
+    md = bm._markdown(summary, info)
+    assert f"| s | lightgbm | 0 | | {why} | | | |" in md
+    assert f"| s | sitsformer | lightgbm | | | {why} | |" in md

@@ -576,16 +576,19 @@ def _set_runs(bset: BenchmarkSet, recipe: dict[str, Any], base: list[str],
         dm.split = split
         dm._split()
         fit = np.sort(np.concatenate([dm.splits["train"], dm.splits["val"]]))
-        grouped = split in ("group", "spatial", "upstream") and groups is not None
-        line = (f"fixed: the {split!r} split of {n} samples (data.seed {cfg.data.seed}"
-                + (f", {n_groups} group ids: no group on both sides" if split == "group" else
-                   "; the source's group ids are NOT used" if groups is not None and not grouped
-                   else "")
-                + f"), {len(dm.splits['test'])} test samples, training seeds "
+        test = np.sort(dm.splits["test"])
+        if groups is None:
+            about = ""
+        else:  # say whether groups straddle the split (an upstream split may leak)
+            shared = np.intersect1d(groups[fit], groups[test]).size
+            about = (f", {n_groups} group ids: " + ("no group on both sides" if not shared else
+                     f"{shared} group(s) on both sides"))
+        line = (f"fixed: the {split!r} split of {n} samples (data.seed {cfg.data.seed}{about}), "
+                f"{len(test)} test samples, training seeds "
                 f"{', '.join(map(str, protocol.seeds))}")
         for seed in protocol.seeds:
             runs.append({"unit": f"s{seed}", "protocol": "fixed", "repeat": None, "fold": None,
-                         "seed": seed, "fit": fit, "test": np.sort(dm.splits["test"]),
+                         "seed": seed, "fit": fit, "test": test,
                          "split_file": None, "data_args": [f"data.split={split}"]})
     info = {"protocol": kind, "split": line, "samples": n, "groups": n_groups,
             "folds": protocol.folds if kind == "cv" else None,
