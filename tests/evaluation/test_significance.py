@@ -71,7 +71,7 @@ def test_mcnemar_equals_the_exact_binomial_by_hand():
     out = mcnemar(ca, cb)
     assert (out["a_only"], out["b_only"], out["n"]) == (9, 3, 70)
     n = 12
-    p = 2 * sum(math.comb(n, k) for k in range(0, 4)) / 2 ** n  # two-sided, k <= 3
+    p = 2 * sum(math.comb(n, k) for k in range(4)) / 2 ** n  # two-sided, k <= 3
     assert out["p"] == pytest.approx(p) and out["p"] == pytest.approx(0.146, abs=1e-3)
     assert out["p"] == pytest.approx(stats.binomtest(9, 12, 0.5).pvalue)
     assert mcnemar(cb, ca)["p"] == pytest.approx(p)  # symmetric

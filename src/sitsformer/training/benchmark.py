@@ -275,7 +275,7 @@ def random_forest_scores(dm: DataModule, seed: int, trees: int = 500,
     pred = baseline_predict("random_forest", x, dm.labels, fit, test, seed, trees)
     s = _scores(dm.labels[test], pred, dm.num_classes)
     return {**{k: s[k] for k in METRICS}, "seconds": time.perf_counter() - t0,
-            "n_fit": int(len(fit)), "n_test": int(len(test))}
+            "n_fit": len(fit), "n_test": len(test)}
 
 
 def lightgbm_scores(dm: DataModule, seed: int, rounds: int = 300,
@@ -288,7 +288,7 @@ def lightgbm_scores(dm: DataModule, seed: int, rounds: int = 300,
     pred = baseline_predict("lightgbm", x, dm.labels, fit, test, seed, rounds=rounds)
     s = _scores(dm.labels[test], pred, dm.num_classes)
     return {**{k: s[k] for k in METRICS}, "seconds": time.perf_counter() - t0,
-            "n_fit": int(len(fit)), "n_test": int(len(test))}
+            "n_fit": len(fit), "n_test": len(test)}
 
 
 def cv_folds(labels: np.ndarray, groups: np.ndarray | None, folds: int, repeats: int,
@@ -438,8 +438,8 @@ def _markdown(summary: list[dict[str, Any]], sets: dict[str, dict[str, Any]],
               interrupted: str | None = None) -> str:
     lines = ["# sitsformer benchmark (identical splits for every method)", ""]
     if interrupted:
-        lines += [f"**Incomplete**: {interrupted}; the table holds the runs finished before "
-                  "(`--resume` continues).", ""]
+        lines += [(f"**Incomplete**: {interrupted}; the table holds the runs finished before "
+                   "(`--resume` continues)."), ""]
     lines += ["| set | method | runs | train / test | OA | kappa | macro-F1 | s / run |",
               "|---|---|---|---|---|---|---|---|"]
     for e in summary:
@@ -451,9 +451,9 @@ def _markdown(summary: list[dict[str, Any]], sets: dict[str, dict[str, Any]],
             f"{e['n_test']:.0f} | "
             + " | ".join(f"{e[k]:.3f} +- {e[k + '_std']:.3f}" for k in METRICS)
             + f" | {e['seconds']:.1f} |")
-    lines += ["", "OA difference (model - baseline, points) over paired runs, 95 % interval, "
-              "verdict; McNemar's exact p on the first repeat's (or seed's) test predictions "
-              "(model only right / baseline only right):", "",
+    lines += ["", ("OA difference (model - baseline, points) over paired runs, 95 % interval, "
+                   "verdict; McNemar's exact p on the first repeat's (or seed's) test "
+                   "predictions (model only right / baseline only right):"), "",
               "| set | model | baseline | OA diff | 95 % interval | verdict | McNemar p (b / c) |",
               "|---|---|---|---|---|---|---|"]
     for e in summary:
@@ -468,9 +468,9 @@ def _markdown(summary: list[dict[str, Any]], sets: dict[str, dict[str, Any]],
                          f"{v['baseline_only']}) |")
     lines += ["", "Splits:", ""]
     lines += [f"- {name}: {info['split']}" for name, info in sets.items()]
-    lines += ["", "(NB): Nadeau-Bengio corrected variance (cross-validation folds share "
-              "training samples); without it: a paired t-interval over training seeds on one "
-              "fixed split."]
+    lines += ["", ("(NB): Nadeau-Bengio corrected variance (cross-validation folds share "
+                   "training samples); without it: a paired t-interval over training seeds on "
+                   "one fixed split.")]
     return "\n".join(lines) + "\n"
 
 
@@ -704,7 +704,7 @@ def run_benchmark(sets: Sequence[BenchmarkSet], seeds: Sequence[int] = (0, 1, 2)
                 unit, seed, fit, test = run["unit"], run["seed"], run["fit"], run["test"]
                 where = {k: run[k] for k in ("protocol", "repeat", "fold", "seed",
                                              "split_file")}
-                sizes = {"n_train": int(len(fit)), "n_test": int(len(test))}
+                sizes = {"n_train": len(fit), "n_test": len(test)}
                 for method in [*(m.name for m in model_list), *base_list]:
                     if method in skipped:
                         continue
