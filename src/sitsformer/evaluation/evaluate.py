@@ -46,7 +46,7 @@ def evaluate_model(model: nn.Module, dataset: Dataset, *, spec: InputSpec | None
                    batch_size: int = 256, precision: str = "fp32",
                    device: str | torch.device | None = None, progress: bool = True,
                    class_names: list[str] | None = None, num_workers: int = 0,
-                   indices: Any = None) -> dict[str, Any]:
+                   indices: Any = None, return_predictions: bool = False) -> dict[str, Any]:
     """Classify every sample of ``dataset`` and score it.
 
     Inputs are prepared with ``spec.transform()`` as in training (scale, normalisation) and
@@ -66,6 +66,8 @@ def evaluate_model(model: nn.Module, dataset: Dataset, *, spec: InputSpec | None
         class_names: the model's class names (default ``spec.classes``).
         num_workers: DataLoader workers.
         indices: score only these samples of ``dataset`` (default: all).
+        return_predictions: also return ``"predictions"``, the predicted class of every
+            sample of ``indices`` in that order (``-1`` for a sample without a valid date).
 
     Returns:
         The metrics dict of :meth:`ClassificationMetrics.compute` plus ``"counts"``
@@ -101,6 +103,7 @@ def evaluate_model(model: nn.Module, dataset: Dataset, *, spec: InputSpec | None
                         batch_size=batch_size, shuffle=False, collate_fn=collate,
                         num_workers=num_workers)
     counts = {"samples": 0, "scored": 0, "excluded_no_valid_date": 0, "unlabelled": 0}
+    predictions: list[np.ndarray] = []
     for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
         if "label" not in batch:
             raise ValueError(f"{where}: samples have no 'label'; evaluation needs labels")
@@ -126,10 +129,15 @@ def evaluate_model(model: nn.Module, dataset: Dataset, *, spec: InputSpec | None
         with autocast:
             logits = model(x.to(dev), batch["mask"].to(dev), **kwargs)
         metrics.update(logits.float(), target.to(dev))
+        if return_predictions:
+            pred = logits.argmax(1).cpu().masked_fill(no_date, -1)
+            predictions.append(pred.numpy().astype(np.int64))
         counts["scored"] += int((target != IGNORE_INDEX).sum())
     result = metrics.compute()
     result["counts"] = counts
     result["data_exclusions"] = dict(meta.get("exclusions") or {})
+    if return_predictions:
+        result["predictions"] = np.concatenate(predictions)
     return result
 
 

@@ -47,6 +47,7 @@ READABLE_FORMATS = ("sitsformer-checkpoint/1", FORMAT)
 REQUIRED_KEYS = ("format", "model_config", "model_state_dict", "epoch", "global_step")
 TEMPORARY_GLOB = ".*.tmp"  # save_checkpoint's (and the run logger's) temporary files
 FAULT_ENV = "SITSFORMER_FAULT_KILL"
+FAULT_SIGNAL_ENV = "SITSFORMER_FAULT_SIGNAL"
 
 
 class CheckpointError(ValueError):
@@ -63,7 +64,8 @@ _fault_counts: dict[str, int] = {}
 def fault_point(name: str) -> None:
     """Crash-test hook: ``SITSFORMER_FAULT_KILL=NAME[:N]`` makes the process send itself
     SIGKILL the ``N``-th time (default 1) it reaches the point ``NAME``, e.g.
-    ``checkpoint.replaced:last.pt:2``. Unset (always, outside crash tests) it does nothing but
+    ``checkpoint.replaced:last.pt:2``; ``SITSFORMER_FAULT_SIGNAL=TERM`` (or ``INT``) sends that
+    signal instead (a polite stop). Unset (always, outside crash tests) it does nothing but
     read one environment variable; it is called a few times per epoch, never per step."""
     want = os.environ.get(FAULT_ENV)
     if not want:
@@ -75,7 +77,8 @@ def fault_point(name: str) -> None:
         return
     _fault_counts[name] = _fault_counts.get(name, 0) + 1
     if _fault_counts[name] == int(nth):
-        os.kill(os.getpid(), signal.SIGKILL)
+        sig = os.environ.get(FAULT_SIGNAL_ENV, "KILL").upper().removeprefix("SIG")
+        os.kill(os.getpid(), getattr(signal, f"SIG{sig}"))
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:

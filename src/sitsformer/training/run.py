@@ -293,6 +293,7 @@ def fit_and_test(cfg: ExperimentConfig, model: Any, optimizer: Any, scheduler: A
     result = trainer.fit(dm.train_loader(), val_loader, resume_from=resume)
     out: dict[str, Any] = {
         "run_dir": str(run_path), "status": result["status"], "epochs": result["epochs"],
+        "stop_signal": result.get("stop_signal"),
         "global_step": result["global_step"], "best_epoch": result["best_epoch"],
         "best_metric": result["best_metric"], "metric_name": result["metric_name"],
         "best_checkpoint": str(run_path / "best.pt"), "last_checkpoint": str(run_path / "last.pt"),

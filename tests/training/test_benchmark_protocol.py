@@ -1,0 +1,139 @@
+"""The benchmark's protocol without training: the cross-validation folds partition the samples
+(each tested exactly once per repeat), groups never straddle two folds, and the model list of
+``--models`` is parsed as documented."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sitsformer.training.benchmark import (
+    DEFAULT_MODELS,
+    MODELS,
+    ModelEntry,
+    Protocol,
+    cv_folds,
+    parse_baselines,
+    parse_models,
+)
+
+
+def _labels(n: int = 103, k: int = 4, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, k, n)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_folds_partition_the_samples_once_per_repeat(grouped):
+    labels = _labels()
+    groups = np.random.default_rng(1).integers(0, 30, len(labels)) if grouped else None
+    folds = list(cv_folds(labels, groups, folds=5, repeats=2, seed=0))
+    assert [(r, f) for r, f, _, _ in folds] == [(r, f) for r in range(2) for f in range(5)]
+    for r in range(2):
+        tests = [test for rr, _, _, test in folds if rr == r]
+        counts = np.bincount(np.concatenate(tests), minlength=len(labels))
+        assert (counts == 1).all()  # every sample tested exactly once in this repeat
+    for _, _, train, test in folds:
+        assert np.intersect1d(train, test).size == 0
+        assert np.union1d(train, test).size == len(labels)
+        if grouped:  # no group on both sides
+            assert np.intersect1d(groups[train], groups[test]).size == 0
+    # the two repeats differ, the same seed gives the same folds
+    assert not all(np.array_equal(a[3], b[3]) for a, b in zip(folds[:5], folds[5:]))
+    again = list(cv_folds(labels, groups, folds=5, repeats=2, seed=0))
+    assert all(np.array_equal(a[3], b[3]) for a, b in zip(folds, again, strict=True))
+
+
+def test_stratified_folds_keep_the_class_shares():
+    labels = np.repeat(np.arange(4), 25)  # 25 per class, 5 folds: 5 per class and fold
+    for _, _, _, test in cv_folds(labels, None, folds=5, repeats=1):
+        assert np.bincount(labels[test]).tolist() == [5, 5, 5, 5]
+
+
+def test_folds_refuse_too_few_groups_or_samples_per_class():
+    labels = _labels(40)
+    with pytest.raises(ValueError, match="expected at least 5 groups; found 3"):
+        list(cv_folds(labels, np.arange(40) % 3, folds=5, repeats=1))
+    with pytest.raises(ValueError, match="expected at least 5 samples per class; found 2"):
+        list(cv_folds(np.array([0] * 20 + [1, 1]), None, folds=5, repeats=1))
+
+
+def test_parse_models_and_baselines():
+    assert parse_models(None) == [ModelEntry(n, MODELS[n]) for n in DEFAULT_MODELS]
+    two = parse_models("sitsformer,small:model.embed_dim=32:model.num_layers=1")
+    assert two == [ModelEntry("sitsformer", ()),
+                   ModelEntry("small", ("model.embed_dim=32", "model.num_layers=1"))]
+    with pytest.raises(ValueError, match="unknown model 'tempcnn'"):
+        parse_models("sitsformer,tempcnn")
+    with pytest.raises(ValueError, match="expected NAME or NAME:KEY=VALUE"):
+        parse_models("small:embed_dim")
+    with pytest.raises(ValueError, match="distinct names"):
+        parse_models("sitsformer,sitsformer")
+    assert parse_baselines(None) == ["random_forest", "lightgbm"]
+    assert parse_baselines("") == [] and parse_baselines("lightgbm") == ["lightgbm"]
+    with pytest.raises(ValueError, match="expected names among"):
+        parse_baselines("svm")
+    with pytest.raises(ValueError, match="expected auto, cv or fixed; found 'kfold'"):
+        Protocol("kfold")
+
+
+def test_own_data_is_split_by_its_groups_and_the_table_says_so(shared_data, tmp_path):
+    """``--data`` (split ``auto``) on a source with polygon ids: grouped folds on a small set,
+    the group split on a fixed one; the split line names what was used, and a given split
+    that puts polygons on both sides (Victoria's upstream files) is said to."""
+    from sitsformer.training.benchmark import BenchmarkSet, _set_runs, recipe_without_data
+
+    _, recipe = recipe_without_data(None)
+    path = shared_data / "s2_victoria_igarss2019/s2_victoria_igarss2019.npz"
+    base = [f"data.source={path}"]
+    own = BenchmarkSet("own", str(path))  # what `benchmark --data` makes
+    dm, runs, info = _set_runs(own, recipe, base, Protocol(folds=3, repeats=1), tmp_path)
+    assert info["protocol"] == "cv" and "grouped by 182 group ids" in info["split"]
+    assert [r["unit"] for r in runs] == ["r0f0", "r0f1", "r0f2"]
+    for r in runs:
+        assert np.intersect1d(dm.groups[r["fit"]], dm.groups[r["test"]]).size == 0
+    _, runs, info = _set_runs(own, recipe, base, Protocol("fixed", seeds=(0, 1)), tmp_path)
+    assert info["split"].startswith("fixed: the 'group' split of 800 samples (data.seed 0, "
+                                    "182 group ids: no group on both sides)")
+    assert [(r["unit"], r["seed"]) for r in runs] == [("s0", 0), ("s1", 1)]
+    # small, but its split is given: fixed; the upstream files share polygons
+    up = BenchmarkSet("up", str(path), "upstream")
+    _, _, info = _set_runs(up, recipe, base, Protocol(), tmp_path)
+    assert info["protocol"] == "fixed" and "38 group(s) on both sides" in info["split"]
+    # asked for stratified folds: said to ignore the groups
+    strat = BenchmarkSet("strat", str(path), "stratified")
+    _, _, info = _set_runs(strat, recipe, base, Protocol(folds=2, repeats=1), tmp_path)
+    assert "stratified (RepeatedStratifiedKFold" in info["split"]
+    assert "group ids are NOT used" in info["split"]
+    # over the size threshold: fixed
+    _, _, info = _set_runs(own, recipe, base, Protocol(max_samples=799), tmp_path)
+    assert info["protocol"] == "fixed"
+
+
+def test_skipped_baseline_is_reported(monkeypatch):
+    """A baseline whose package is missing is a row of the table that says so."""
+    import importlib.util
+
+    from sitsformer.training import benchmark as bm
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "lightgbm" else real(name, *a))
+    why = bm._baseline_missing("lightgbm")
+    assert why == "skipped: lightgbm is not installed (pip install 'sitsformer[boosting]')"
+    assert bm._baseline_missing("random_forest") is None
+    correct = bm._pack(np.array([True, False, True, True]))
+    rows = [{"set": "s", "method": m, "unit": f"r0f{f}", "protocol": "cv", "repeat": 0,
+             "fold": f, "seed": 0, "n_train": 4, "n_test": 4, "oa": 0.75, "kappa": 0.5,
+             "macro_f1": 0.7, "seconds": 1.0, "correct": correct}
+            for f in (0, 1) for m in ("sitsformer", "random_forest")]
+    info = {"s": {"split": "cv: test", "methods": ["sitsformer", "random_forest", "lightgbm"],
+                  "baselines": ["random_forest", "lightgbm"], "skipped": {"lightgbm": why}}}
+    summary = bm.summarize(rows, info)
+    assert [(e["method"], e["status"]) for e in summary] == [
+        ("sitsformer", "ok"), ("random_forest", "ok"), ("lightgbm", why)]
+    vs = summary[0]["vs"]
+    assert vs["lightgbm"] == {"runs": 0, "verdict": why}
+    assert vs["random_forest"]["mean"] == 0 and vs["random_forest"]["mcnemar_p"] == 1.0
+    md = bm._markdown(summary, info)
+    assert f"| s | lightgbm | 0 | | {why} | | | |" in md
+    assert f"| s | sitsformer | lightgbm | | | {why} | |" in md
