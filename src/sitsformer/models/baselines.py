@@ -149,9 +149,22 @@ class _PixelSeriesClassifier(nn.Module):
         return self.forward_head(self.forward_features(sequences, masks, doy, pixel_mask, dates))
 
 
+class BatchNorm1d(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` that also trains on a batch of one ``(1, C)`` sample: batch
+    statistics of a single value do not exist (PyTorch raises), so such a batch is normalised
+    with the running statistics, which it does not update. A training split whose size leaves a
+    last batch of one sample would otherwise stop training with an error."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.dim() == 2 and x.shape[0] == 1 and self.track_running_stats:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                False, 0.0, self.eps)
+        return super().forward(x)
+
+
 def _dense(width_in: int, width_out: int) -> list[nn.Module]:
     """Linear, batch norm and ReLU: the reference codes' hidden layer."""
-    return [nn.Linear(width_in, width_out), nn.BatchNorm1d(width_out), nn.ReLU()]
+    return [nn.Linear(width_in, width_out), BatchNorm1d(width_out), nn.ReLU()]
 
 
 class TempCNN(_PixelSeriesClassifier):
