@@ -272,3 +272,16 @@ def test_exported_program_equals_eager(arch, one_thread):
         with torch.no_grad():
             got = program(x[..., None, None], masks, doy)
         assert_close(got, logits(model, x, masks, doy), atol=1e-5)
+
+
+def test_classes_build_from_keyword_settings():
+    """``LTAE(...)`` / ``TempCNN({...})`` take settings like ``SITSFormer(...)``: arch filled in,
+    transformer settings reset by the same merge as the factory's."""
+    ltae = LTAE(img_size=1, in_channels=4, num_classes=3, max_seq_len=8, ltae_heads=4)
+    assert ltae.config == resolve_model_config({"arch": "ltae", "img_size": 1, "in_channels": 4,
+                                                "num_classes": 3, "max_seq_len": 8,
+                                                "ltae_heads": 4})
+    tcnn = TempCNN({"in_channels": 4, "embed_dim": 64, "max_seq_len": 8})
+    assert tcnn.config.arch == "tempcnn" and tcnn.config.embed_dim == SITSFormerConfig().embed_dim
+    x = torch.randn(2, 8, 4)
+    assert ltae.eval()(x, None, doy=torch.arange(1, 9).expand(2, 8)).shape == (2, 3)
