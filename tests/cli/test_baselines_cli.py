@@ -48,6 +48,7 @@ def test_baseline_train_evaluate_predict_export(arch, cls, tmp_path, one_thread)
     assert config["arch"] == arch and config["in_channels"] == 3 and config["num_classes"] == 2
     assert config["embed_dim"] == 256 and config["dropout"] == 0.1  # the defaults, unused
     assert config["baseline_dropout"] == 0.2
+    assert config["max_seq_len"] == 10  # the data's longest series: TempCNN's date grid
     model, _ = load_model(run / "best.pt")
     assert isinstance(model, cls) and not model.training
 

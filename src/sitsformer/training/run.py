@@ -209,8 +209,9 @@ def build_model(section: Any, dm: DataModule) -> nn.Module:
     baseline the variant's ``arch`` names (``model.variant=tempcnn`` / ``ltae``).
 
     Unset ``in_channels``, ``num_classes`` and ``img_size`` come from the data (a pixel source
-    also gets ``patch_size=1``), ``max_seq_len`` grows to the longest series of the data, and
-    the band names are recorded in the model config. Raises ``ValueError`` when a set
+    also gets ``patch_size=1``), ``max_seq_len`` grows to the longest series of the data (a
+    baseline without a set ``max_seq_len`` takes exactly that length), and the band names are
+    recorded in the model config. Raises ``ValueError`` when a set
     ``in_channels`` differs from the data's band count.
     """
     settings = {k: v for k, v in dataclasses.asdict(section).items()
@@ -229,7 +230,10 @@ def build_model(section: Any, dm: DataModule) -> nn.Module:
     if settings["bands"] is None:
         settings["bands"] = list(dm.bands)
     config = resolve_model_config(section.variant, **settings)
-    if spec.max_t is not None and config.max_seq_len < spec.max_t:
+    fit_to_data = config.arch != "sitsformer" and section.max_seq_len is None
+    if spec.max_t is not None and (config.max_seq_len < spec.max_t or fit_to_data):
+        # a baseline's length is the data's unless set: TempCNN's date grid (and with it its
+        # dense layer) is max_seq_len long
         config = dataclasses.replace(config, max_seq_len=int(spec.max_t))
     model = build_architecture(config)
     model.set_grad_checkpointing(section.grad_checkpointing)
