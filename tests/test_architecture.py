@@ -82,7 +82,7 @@ def test_data_does_not_import_models():
 
 
 def test_variants_config_and_yaml_schema_agree():
-    fields = {f.name: f.default for f in dataclasses.fields(SITSFormerConfig)}
+    fields = SITSFormerConfig().to_dict()  # every setting and its default
     # the config section is generated from the dataclass: the same settings, nothing else
     section = {f.name for f in dataclasses.fields(ModelSection)}
     assert section == set(fields) | set(MODEL_SECTION_EXTRA)
@@ -93,7 +93,7 @@ def test_variants_config_and_yaml_schema_agree():
     # a variant changes only known settings, and building it gives the dataclass defaults
     # updated by the variant, field for field
     assert list_models() == sorted(["sitsformer_base", "sitsformer_original", "sitsformer_pixel",
-                                    "sitsformer_small", "sitsformer_tiny"])
+                                    "sitsformer_small", "sitsformer_tiny", "tempcnn", "ltae"])
     for name in list_models():
         changes = variant_config(name)
         assert set(changes) <= set(fields), name

@@ -1,8 +1,10 @@
-"""Models: SITSFormer, its configuration and registered variants, the factory, checkpoints
-and the encoder filter used by fine-tuning.
+"""Models: SITSFormer, the TempCNN and L-TAE baselines, their configuration and registered
+variants, the factory, checkpoints and the encoder filter used by fine-tuning.
 
 * :class:`SITSFormerConfig` holds every architecture setting and its default (the only place
-  defaults are written); variants list what they change; :func:`create_sits_former` builds.
+  defaults are written); ``arch`` names the architecture (SITS-Former by default, ``"tempcnn"``,
+  ``"ltae"``); variants list what they change; :func:`create_model` builds any of them
+  (``create_model("tempcnn")``), :func:`create_sits_former` is its older name.
 * :func:`save_checkpoint` / :func:`load_checkpoint` / :func:`load_model`: plain-data checkpoints
   that rebuild the model from the file alone and carry its :class:`~sitsformer.data.InputSpec`;
   tutorial-style checkpoints are imported on reading, :func:`import_checkpoint` converts them.
@@ -10,6 +12,7 @@ and the encoder filter used by fine-tuning.
   classifier with a fresh head, exactly.
 """
 
+from sitsformer.models.baselines import LTAE, TempCNN
 from sitsformer.models.checkpoint import (
     FORMAT,
     CheckpointError,
@@ -23,6 +26,9 @@ from sitsformer.models.checkpoint import (
 from sitsformer.models.config import SITSFormerConfig
 from sitsformer.models.ensemble import SITSEnsemble
 from sitsformer.models.factory import (
+    ARCHITECTURES,
+    build_model,
+    create_model,
     create_sits_former,
     list_models,
     model_from_config,
@@ -41,7 +47,12 @@ from sitsformer.models.pretrained import (
 from sitsformer.models.sits_former import SITSFormer
 
 __all__ = [
+    "ARCHITECTURES",
     "FORMAT",
+    "LTAE",
+    "TempCNN",
+    "build_model",
+    "create_model",
     "CheckpointError",
     "CheckpointWriteError",
     "PretrainedMismatchError",

@@ -1,4 +1,15 @@
-"""The SITS-Former architecture settings: the one place their defaults live.
+"""The model settings: the one place their defaults live.
+
+:class:`SITSFormerConfig` describes every architecture the library builds: ``arch`` names it
+(``"sitsformer"``, the default, so every config and checkpoint written before ``arch`` existed
+still builds a SITS-Former; ``"tempcnn"`` or ``"ltae"`` for the baselines of
+:mod:`sitsformer.models.baselines`). The shared input settings (``in_channels``, ``num_classes``,
+``img_size``, ``max_seq_len``, ``bands``) apply to every architecture; the ``tempcnn_*``,
+``ltae_*`` and ``baseline_dropout`` settings only to the baselines; all the others (listed in
+:data:`SITSFORMER_ONLY`) only to the SITS-Former. A baseline ignores the SITS-Former-only
+settings: :func:`~sitsformer.models.resolve_model_config` resets them to their defaults, so a
+training recipe written for the transformer (``embed_dim``, ``num_layers``, ``dropout`` ...)
+can be reused with ``model.variant=tempcnn`` and the baseline keeps its published settings.
 
 Every other form derives from :class:`SITSFormerConfig`: a registered variant
 (:mod:`sitsformer.models.factory`) lists only the settings it changes, the ``model`` section of an
@@ -16,12 +27,18 @@ from sitsformer.layers.date_encoding import DATE_ENCODINGS
 
 STEMS = ("patch", "conv3d")
 POOLS = ("max", "mean")
+ARCHS = ("sitsformer", "tempcnn", "ltae")
+# settings that only the SITS-Former reads; a baseline arch gets their defaults
+SITSFORMER_ONLY = ("patch_size", "embed_dim", "num_layers", "num_heads", "mlp_ratio", "dropout",
+                   "attn_dropout", "stem", "date_encoding", "reference_date", "continuous_doy",
+                   "pool")
 
 
 @dataclass
 class SITSFormerConfig:
     """Every architecture setting, with its default. Stored in checkpoints as a plain dict."""
 
+    arch: str = "sitsformer"  # "sitsformer", "tempcnn" or "ltae" (see the module docstring)
     img_size: int = 224  # H = W of the input images (1 for pixel time series)
     patch_size: int = 16  # side of a spatial token; img_size must be a multiple
     in_channels: int = 13  # spectral bands
@@ -43,18 +60,47 @@ class SITSFormerConfig:
     continuous_doy: bool = True
     pool: str = "max"  # pooling over valid dates: "max" (original) or "mean"
     bands: list[str] | None = None  # band names, checked against data when both are known
+    # ---- baselines only (arch "tempcnn" / "ltae"); defaults are the published settings
+    baseline_dropout: float = 0.2  # TempCNN and L-TAE dropout (TempCNN paper, L-TAE code)
+    tempcnn_layers: int = 3  # Pelletier et al. 2019: 3 convolutions ...
+    tempcnn_filters: int = 64  # ... of 64 filters ...
+    tempcnn_kernel_size: int = 5  # ... of width 5 (odd: "same" padding) ...
+    tempcnn_hidden: int = 256  # ... then a dense layer of 256 units
+    ltae_d_model: int = 256  # Garnot & Landrieu 2020: inputs projected to d_model ...
+    ltae_heads: int = 16  # ... 16 heads, each with a learned master query ...
+    ltae_d_k: int = 8  # ... of 8 dimensions (keys too) ...
+    ltae_mlp: list[int] = dataclasses.field(default_factory=lambda: [128])  # d_model -> 128
+    ltae_decoder: list[int] = dataclasses.field(default_factory=lambda: [64, 32])  # -> classes
 
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:
             if not cond:
                 raise ValueError(f"invalid SITSFormer config: {msg}")
 
+        def positive(value: Any) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+        need(self.arch in ARCHS, f"arch must be one of {ARCHS}, got {self.arch!r}")
         for name in ("img_size", "patch_size", "in_channels", "num_classes", "embed_dim",
-                     "num_layers", "num_heads", "max_seq_len"):
+                     "num_layers", "num_heads", "max_seq_len", "tempcnn_layers",
+                     "tempcnn_filters", "tempcnn_kernel_size", "tempcnn_hidden", "ltae_d_model",
+                     "ltae_heads", "ltae_d_k"):
             value = getattr(self, name)
-            need(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-                 f"{name} must be a positive integer, got {value!r}")
-        need(self.img_size % self.patch_size == 0,
+            need(positive(value), f"{name} must be a positive integer, got {value!r}")
+        for name in ("ltae_mlp", "ltae_decoder"):
+            value = getattr(self, name)
+            need(isinstance(value, (list, tuple)) and all(positive(v) for v in value),
+                 f"{name} must be a list of positive integers, got {value!r}")
+            setattr(self, name, list(value))
+        need(len(self.ltae_mlp) > 0, "ltae_mlp must list at least one width, got []")
+        need(self.tempcnn_kernel_size % 2 == 1,
+             f"tempcnn_kernel_size must be odd (same-length convolutions), "
+             f"got {self.tempcnn_kernel_size}")
+        need(self.ltae_d_model % self.ltae_heads == 0,
+             f"ltae_heads ({self.ltae_heads}) must divide ltae_d_model ({self.ltae_d_model})")
+        need(0.0 <= self.baseline_dropout < 1.0,
+             f"baseline_dropout must be in [0, 1), got {self.baseline_dropout}")
+        need(self.arch != "sitsformer" or self.img_size % self.patch_size == 0,
              f"img_size ({self.img_size}) must be a multiple of patch_size ({self.patch_size})")
         need(self.embed_dim % self.num_heads == 0,
              f"num_heads ({self.num_heads}) must divide embed_dim ({self.embed_dim})")

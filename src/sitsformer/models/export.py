@@ -1,4 +1,5 @@
-"""Export a SITS-Former classifier as a ``torch.export`` program or an ONNX model.
+"""Export a classifier (a SITS-Former, or the TempCNN / L-TAE baselines: the same inputs) as a
+``torch.export`` program or an ONNX model.
 
 Both formats keep the date mask: it is a real input of the exported graph, so padded dates
 are ignored exactly as in eager PyTorch, for any batch size and any number of dates up to the
@@ -23,7 +24,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from sitsformer.models.sits_former import SITSFormer
 
 EXPORT_FORMATS = ("onnx", "exported-program")
 
@@ -31,7 +31,7 @@ EXPORT_FORMATS = ("onnx", "exported-program")
 class _ExportModule(nn.Module):
     """The classifier with the exported inputs as positional arguments."""
 
-    def __init__(self, model: SITSFormer):
+    def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
         self.uses_dates = model.config.date_encoding == "days_since"
@@ -43,14 +43,14 @@ class _ExportModule(nn.Module):
         return self.model(sequences, masks, doy=dates)
 
 
-def export_input_names(model: SITSFormer) -> list[str]:
+def export_input_names(model: nn.Module) -> list[str]:
     """Names of the exported model's inputs: ``sequences``, ``masks`` and ``doy`` (``dates``
     for ``date_encoding="days_since"``)."""
     date = "dates" if model.config.date_encoding == "days_since" else "doy"
     return ["sequences", "masks", date]
 
 
-def example_inputs(model: SITSFormer, batch: int = 2, num_dates: int | None = None
+def example_inputs(model: nn.Module, batch: int = 2, num_dates: int | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A padded example batch for tracing: random values, the last dates of sample 0 masked.
 
@@ -72,14 +72,14 @@ def example_inputs(model: SITSFormer, batch: int = 2, num_dates: int | None = No
     return sequences.to(device), masks.to(device), doy.to(device)
 
 
-def _dynamic_shapes(model: SITSFormer) -> tuple[dict[int, Any], ...]:
+def _dynamic_shapes(model: nn.Module) -> tuple[dict[int, Any], ...]:
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     dates = torch.export.Dim("dates", min=1, max=model.config.max_seq_len)
     axes = {0: batch, 1: dates}
     return (axes, axes, axes)
 
 
-def export_program(model: SITSFormer) -> torch.export.ExportedProgram:
+def export_program(model: nn.Module) -> torch.export.ExportedProgram:
     """``torch.export`` the model in eval mode with a dynamic batch and number of dates.
 
     Call the result as ``program.module()(sequences, masks, doy)``.
@@ -89,7 +89,7 @@ def export_program(model: SITSFormer) -> torch.export.ExportedProgram:
                                dynamic_shapes=_dynamic_shapes(model))
 
 
-def export_model(model: SITSFormer, path: str | Path, format: str) -> Path:
+def export_model(model: nn.Module, path: str | Path, format: str) -> Path:
     """Write ``model`` to ``path`` as ``"exported-program"`` (``torch.export.save``; load with
     ``torch.export.load(path).module()``) or ``"onnx"`` (one self-contained ``.onnx`` file;
     needs the ``onnx`` extra). Returns the path written."""

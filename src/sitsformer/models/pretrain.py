@@ -172,6 +172,11 @@ class SITSFormerForPretraining(nn.Module):
             raise ValueError(f"pre-training target must be one of {TARGETS}, got {target!r}")
         if not 0.0 <= hide_ratio < 1.0:
             raise ValueError(f"hide_ratio must be in [0, 1), got {hide_ratio}")
+        if not isinstance(encoder, SITSFormer):
+            raise TypeError(f"masked pre-training needs a SITSFormer encoder, got "
+                            f"{type(encoder).__name__} (arch="
+                            f"{getattr(getattr(encoder, 'config', None), 'arch', None)!r}); "
+                            f"the baselines are trained from scratch with 'sitsformer train'")
         self.encoder = encoder
         self.encoder.head = nn.Identity()
         self.target = target

@@ -171,6 +171,10 @@ class SITSFormer(nn.Module):
             cfg = SITSFormerConfig.from_dict(config.to_dict())  # a private copy
         else:
             cfg = SITSFormerConfig.from_dict({**(config or {}), **kwargs})
+        if cfg.arch != "sitsformer":
+            raise ValueError(f"SITSFormer builds arch='sitsformer', the config says "
+                             f"arch={cfg.arch!r} (use sitsformer.models.create_model to build "
+                             f"any arch)")
         self.config = cfg
         self.num_tokens = (cfg.img_size // cfg.patch_size) ** 2
         if cfg.stem == "conv3d":
@@ -255,41 +259,7 @@ class SITSFormer(nn.Module):
                      pixel_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Validate shapes against the configuration; return ``(sequences, masks)`` as
         ``(B, T, C, H, W)`` and bool ``(B, T)``."""
-        cfg = self.config
-        if sequences.dim() == 3:  # pixel time series (B, T, C)
-            sequences = sequences[..., None, None]
-        if sequences.dim() != 5:
-            raise ValueError(
-                f"sequences must be (B, T, C, H, W) (or (B, T, C) for pixels), "
-                f"got shape {tuple(sequences.shape)}"
-            )
-        b, t, c, h, w = sequences.shape
-        if c != cfg.in_channels:
-            raise ValueError(
-                f"band count mismatch: the model expects in_channels={cfg.in_channels} "
-                f"bands, the input has {c} (sequences shape {tuple(sequences.shape)})"
-            )
-        if h != cfg.img_size or w != cfg.img_size:
-            raise ValueError(
-                f"image size mismatch: the model expects {cfg.img_size}x{cfg.img_size}, "
-                f"the input is {h}x{w}"
-            )
-        if t > cfg.max_seq_len:
-            raise ValueError(
-                f"sequence too long: T={t} dates but max_seq_len={cfg.max_seq_len}; "
-                f"subsample the dates or build the model with a larger max_seq_len"
-            )
-        if masks is None:
-            masks = torch.ones(b, t, dtype=torch.bool, device=sequences.device)
-        if tuple(masks.shape) != (b, t):
-            raise ValueError(f"masks must be (B, T) = {(b, t)}, got {tuple(masks.shape)}")
-        if doy is not None and tuple(doy.shape) != (b, t):
-            raise ValueError(f"doy must be (B, T) = {(b, t)}, got {tuple(doy.shape)}")
-        if pixel_mask is not None and tuple(pixel_mask.shape) != (b, t, h, w):
-            raise ValueError(
-                f"pixel_mask must be (B, T, H, W) = {(b, t, h, w)}, got {tuple(pixel_mask.shape)}"
-            )
-        return sequences, masks.bool()
+        return check_inputs(self.config, sequences, masks, doy, pixel_mask)
 
     def _date_positions(self, doy: torch.Tensor | None, dates: torch.Tensor | None,
                         b: int, t: int, device: torch.device, masks: torch.Tensor,
@@ -426,6 +396,47 @@ class SITSFormer(nn.Module):
                 dates: torch.Tensor | None = None) -> torch.Tensor:
         tokens, valid = self.forward_features(sequences, masks, doy, pixel_mask, dates)
         return self.forward_head(self.pool(tokens, valid))
+
+
+def check_inputs(cfg: SITSFormerConfig, sequences: torch.Tensor, masks: torch.Tensor | None,
+                 doy: torch.Tensor | None = None, pixel_mask: torch.Tensor | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate the inputs of a model built from ``cfg`` (any ``arch``: every model takes the
+    same call); return ``(sequences, masks)`` as ``(B, T, C, H, W)`` and bool ``(B, T)``."""
+    if sequences.dim() == 3:  # pixel time series (B, T, C)
+        sequences = sequences[..., None, None]
+    if sequences.dim() != 5:
+        raise ValueError(
+            f"sequences must be (B, T, C, H, W) (or (B, T, C) for pixels), "
+            f"got shape {tuple(sequences.shape)}"
+        )
+    b, t, c, h, w = sequences.shape
+    if c != cfg.in_channels:
+        raise ValueError(
+            f"band count mismatch: the model expects in_channels={cfg.in_channels} "
+            f"bands, the input has {c} (sequences shape {tuple(sequences.shape)})"
+        )
+    if h != cfg.img_size or w != cfg.img_size:
+        raise ValueError(
+            f"image size mismatch: the model expects {cfg.img_size}x{cfg.img_size}, "
+            f"the input is {h}x{w}"
+        )
+    if t > cfg.max_seq_len:
+        raise ValueError(
+            f"sequence too long: T={t} dates but max_seq_len={cfg.max_seq_len}; "
+            f"subsample the dates or build the model with a larger max_seq_len"
+        )
+    if masks is None:
+        masks = torch.ones(b, t, dtype=torch.bool, device=sequences.device)
+    if tuple(masks.shape) != (b, t):
+        raise ValueError(f"masks must be (B, T) = {(b, t)}, got {tuple(masks.shape)}")
+    if doy is not None and tuple(doy.shape) != (b, t):
+        raise ValueError(f"doy must be (B, T) = {(b, t)}, got {tuple(doy.shape)}")
+    if pixel_mask is not None and tuple(pixel_mask.shape) != (b, t, h, w):
+        raise ValueError(
+            f"pixel_mask must be (B, T, H, W) = {(b, t, h, w)}, got {tuple(pixel_mask.shape)}"
+        )
+    return sequences, masks.bool()
 
 
 def _iso_to_days(iso: str) -> int:

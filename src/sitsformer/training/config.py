@@ -278,6 +278,12 @@ RANGES: dict[str, Range] = {
     "model.num_heads": _AT_LEAST_1, "model.mlp_ratio": _POSITIVE,
     "model.dropout": _FRACTION, "model.attn_dropout": _FRACTION,
     "model.max_seq_len": _AT_LEAST_1,
+    # the baselines (arch tempcnn / ltae); list widths are checked item by item
+    "model.baseline_dropout": _FRACTION, "model.tempcnn_layers": _AT_LEAST_1,
+    "model.tempcnn_filters": _AT_LEAST_1, "model.tempcnn_kernel_size": _AT_LEAST_1,
+    "model.tempcnn_hidden": _AT_LEAST_1, "model.ltae_d_model": _AT_LEAST_1,
+    "model.ltae_heads": _AT_LEAST_1, "model.ltae_d_k": _AT_LEAST_1,
+    "model.ltae_mlp": _AT_LEAST_1, "model.ltae_decoder": _AT_LEAST_1,
     # data
     "data.demo_samples": _AT_LEAST_1, "data.demo_img_size": _AT_LEAST_1,
     "data.demo_classes": Range(2),

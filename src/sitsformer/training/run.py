@@ -47,7 +47,7 @@ from torch import nn
 
 from sitsformer.data import DataModule
 from sitsformer.models import load_checkpoint, resolve_model_config
-from sitsformer.models.sits_former import SITSFormer
+from sitsformer.models.factory import build_model as build_architecture
 from sitsformer.training.config import MODEL_SECTION_EXTRA, ExperimentConfig, save_config
 from sitsformer.training.distributed import (
     broadcast_object,
@@ -204,12 +204,14 @@ def setup_run(cfg: ExperimentConfig, resume: str | None, run_dir: str | Path | N
     return device, run_path
 
 
-def build_model(section: Any, dm: DataModule) -> SITSFormer:
-    """The model of a config's ``model`` section for the data of ``dm``.
+def build_model(section: Any, dm: DataModule) -> nn.Module:
+    """The model of a config's ``model`` section for the data of ``dm``: a SITSFormer, or the
+    baseline the variant's ``arch`` names (``model.variant=tempcnn`` / ``ltae``).
 
     Unset ``in_channels``, ``num_classes`` and ``img_size`` come from the data (a pixel source
-    also gets ``patch_size=1``), ``max_seq_len`` grows to the longest series of the data, and
-    the band names are recorded in the model config. Raises ``ValueError`` when a set
+    also gets ``patch_size=1``), ``max_seq_len`` grows to the longest series of the data (a
+    baseline without a set ``max_seq_len`` takes exactly that length), and the band names are
+    recorded in the model config. Raises ``ValueError`` when a set
     ``in_channels`` differs from the data's band count.
     """
     settings = {k: v for k, v in dataclasses.asdict(section).items()
@@ -228,9 +230,12 @@ def build_model(section: Any, dm: DataModule) -> SITSFormer:
     if settings["bands"] is None:
         settings["bands"] = list(dm.bands)
     config = resolve_model_config(section.variant, **settings)
-    if spec.max_t is not None and config.max_seq_len < spec.max_t:
+    fit_to_data = config.arch != "sitsformer" and section.max_seq_len is None
+    if spec.max_t is not None and (config.max_seq_len < spec.max_t or fit_to_data):
+        # a baseline's length is the data's unless set: TempCNN's date grid (and with it its
+        # dense layer) is max_seq_len long
         config = dataclasses.replace(config, max_seq_len=int(spec.max_t))
-    model = SITSFormer(config)
+    model = build_architecture(config)
     model.set_grad_checkpointing(section.grad_checkpointing)
     return model
 
