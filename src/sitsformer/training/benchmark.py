@@ -61,8 +61,10 @@ METRICS = ("oa", "kappa", "macro_f1")
 # DEFAULT_MODELS to benchmark them by default.
 MODELS: dict[str, tuple[str, ...]] = {
     "sitsformer": (),  # the recipe as shipped
+    "tempcnn": ("model.variant=tempcnn",),  # Pelletier et al. 2019, the same training recipe
+    "ltae": ("model.variant=ltae",),  # Garnot & Landrieu 2020, the same training recipe
 }
-DEFAULT_MODELS: tuple[str, ...] = ("sitsformer",)
+DEFAULT_MODELS: tuple[str, ...] = ("sitsformer", "tempcnn", "ltae")
 BASELINES: tuple[str, ...] = ("random_forest", "lightgbm")
 CV_MAX_SAMPLES = 3000  # sets up to this size are cross-validated
 GIVEN_SPLITS = ("upstream", "file", "spatial")  # kept as they are: a fixed split
