@@ -62,8 +62,10 @@ def test_parse_models_and_baselines():
     two = parse_models("sitsformer,small:model.embed_dim=32:model.num_layers=1")
     assert two == [ModelEntry("sitsformer", ()),
                    ModelEntry("small", ("model.embed_dim=32", "model.num_layers=1"))]
-    with pytest.raises(ValueError, match="unknown model 'tempcnn'"):
-        parse_models("sitsformer,tempcnn")
+    assert parse_models("tempcnn,ltae") == [ModelEntry("tempcnn", ("model.variant=tempcnn",)),
+                                            ModelEntry("ltae", ("model.variant=ltae",))]
+    with pytest.raises(ValueError, match="unknown model 'svm'"):
+        parse_models("sitsformer,svm")
     with pytest.raises(ValueError, match="expected NAME or NAME:KEY=VALUE"):
         parse_models("small:embed_dim")
     with pytest.raises(ValueError, match="distinct names"):
