@@ -103,8 +103,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--split", help="data.split for every set (default: each set's own; for "
                    "--data: group when the source has group ids, else stratified)")
     p.add_argument("--sets", help="comma-separated names of the shared sets (default: all)")
-    p.add_argument("--models", help="comma-separated deep models: NAME (default sitsformer, "
-                   "the recipe as shipped) or NAME:KEY=VALUE[:KEY=VALUE...] (recipe overrides)")
+    p.add_argument("--models", help="comma-separated deep models: a known NAME (sitsformer: "
+                   "the recipe as shipped; tempcnn, ltae: the baselines by the same recipe; "
+                   "default all three) or NAME:KEY=VALUE[:KEY=VALUE...] (recipe overrides)")
     p.add_argument("--baselines", help="comma-separated baselines among random_forest, "
                    "lightgbm (default both; '' for none)")
     p.add_argument("--protocol", choices=("auto", "cv", "fixed"), default="auto",
