@@ -216,6 +216,13 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
                          time_axis="dates" if dates is not None else "t_index")
     spec.check_input(list(src.bands), dates is not None, num_dates, where,
                      date_encoding=cfg.date_encoding, max_seq_len=cfg.max_seq_len)
+    if dates is None and spec.time_axis == "t_index" and spec.max_t and num_dates != spec.max_t:
+        from sitsformer.data.errors import InputMismatchError
+
+        raise InputMismatchError(
+            f"{where}: {num_dates} time steps, but the model was trained on undated series of "
+            f"{spec.max_t} steps (positions 1..{spec.max_t}); an undated input needs the same "
+            "steps (for a stacked raster check n_bands= and layout=)")
     out = Path(output)
     conf_path, prob_path = companion_paths(out)
     targets = [out, conf_path] + ([prob_path] if probabilities else [])
