@@ -55,8 +55,8 @@ def open_source(path: str | Path, kind: str | None = None, **options: Any) -> SI
 
     Args:
         path: a CSV pixel table (file or folder of train/test CSVs), a folder of per-date
-            GeoTIFFs or one raster holding every date, an EOPatch folder, a PASTIS folder, a Zarr sample store or an ``.npz``
-            in the shared-data schema.
+            GeoTIFFs or one raster holding every date, an EOPatch folder, a PASTIS folder, a
+            Zarr sample store or an ``.npz`` in the shared-data schema.
         kind: force the kind (see :func:`detect_source`) instead of detecting it.
         **options: passed to the reader (:func:`~sitsformer.data.csv_table.read_csv_table`,
             :func:`~sitsformer.data.geotiff.read_geotiff_folder`,
