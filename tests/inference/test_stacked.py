@@ -226,3 +226,20 @@ def test_predict_api_reads_a_stack_path(roi, slovenia_model, tmp_path):
                        tmp_path / "b.tif", progress=False)
     with rasterio.open(a.class_map) as fa, rasterio.open(b.class_map) as fb:
         np.testing.assert_array_equal(fa.read(), fb.read())
+
+
+def test_repeated_band_names_settle_the_layout(roi, tmp_path):
+    """Descriptions without dates that repeat per date (``NDVI, HALF, NDVI, HALF, ...``) give
+    the band names and the layout; the dates come from the option (a YAML list through -o)."""
+    src, x = roi
+    two = np.concatenate([x[:5], np.where(x[:5] == NODATA, NODATA, x[:5] // 2)], axis=1)
+    for layout, names in (("date_major", ["NDVI", "HALF"] * 5),
+                          ("band_major", ["NDVI"] * 5 + ["HALF"] * 5)):
+        path = write_stack(tmp_path / f"{layout}.tif", two, src, layout, names)
+        s = StackedGeoTiff(path, n_bands=2, dates=[str(d) for d in src.dates[:5]])
+        assert s.layout == layout and s.bands == ["NDVI", "HALF"]
+        np.testing.assert_array_equal(s.read_window(0, 0, 7, 25)["sequence"][:, 1],
+                                      np.where(x[:5, 0] == NODATA, 0, x[:5, 0] // 2))
+        with pytest.raises(DataError, match="but the band descriptions repeat in"):
+            StackedGeoTiff(path, n_bands=2, layout="band_major" if layout == "date_major"
+                           else "date_major", dates=[str(d) for d in src.dates[:5]]).bands

@@ -271,10 +271,15 @@ class StackedGeoTiff:
                                 f"descriptions (e.g. {descriptions[:2]}), no sidecar "
                                 f"{self.path.stem}_dates.txt/.csv; give {_HINT}")
             t = n // c
+            fits = _layouts_fitting(descriptions, t, c) if all(descriptions) and c > 1 < t \
+                else []
+            if layout is not None and len(fits) == 1 and layout not in fits:
+                raise DataError(f"{where}: layout={layout!r} but the band descriptions repeat "
+                                f"in {fits[0]} order ({descriptions[:2 * c]}...)")
             if layout is None:
                 if c == 1 or t == 1:
                     layout = "date_major"
-                elif all(descriptions) and len(fits := _layouts_fitting(descriptions, t, c)) == 1:
+                elif len(fits) == 1:
                     layout = fits[0]
                 else:
                     raise DataError(f"{where}: {n} bands = {t} dates x {c} bands, in date-major "
