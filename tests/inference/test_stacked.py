@@ -129,19 +129,23 @@ def test_band_then_date_and_date_then_band_names(roi, tmp_path, layout):
         x[:, 0] == NODATA, 0, x[:, 0]))
 
 
+@pytest.mark.filterwarnings("error:SITSFormer got no:UserWarning")
 def test_undated_stack_is_mapped_by_a_t_index_model(shared_data, tmp_path, capsys):
-    """A model trained on undated Formosat-2 series (``t_index``, 46 steps) maps an undated
-    46-band stack of Formosat-2 pixels through the CLI with ``-o n_bands=1``: no dates are
-    invented, the classes are those of the model run on the same series."""
+    """A model trained on undated Formosat-2 series (``t_index``, 46 steps: ``doy`` = positions
+    1..46, as the data layer gives undated samples) maps an undated 46-band stack of Formosat-2
+    pixels through the CLI with ``-o n_bands=1``: no dates are invented, the classes are those
+    of the model run on the same series."""
     z = np.load(shared_data / "formosat2_ucr_crop" / "formosat2_ucr_crop.npz")
     x, y = torch.from_numpy(z["x"][:2000]), torch.from_numpy(z["y"][:2000])
     torch.manual_seed(0)
     model = create_sits_former(tiny_config(num_classes=24) | {"max_seq_len": 46})
     opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
     mask = torch.ones(128, 46, dtype=torch.bool)
+    steps = torch.arange(1, 47)
     for step in range(30):
         idx = torch.randint(0, len(x), (128,), generator=torch.Generator().manual_seed(step))
-        loss = torch.nn.functional.cross_entropy(model(x[idx], mask), y[idx])
+        logits = model(x[idx], mask, doy=steps.expand(128, 46))
+        loss = torch.nn.functional.cross_entropy(logits, y[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -166,7 +170,8 @@ def test_undated_stack_is_mapped_by_a_t_index_model(shared_data, tmp_path, capsy
         cls = ds.read(1)
     with torch.no_grad():
         seq = torch.from_numpy(pix.reshape(46, 1, 80).transpose(2, 0, 1).copy())
-        ref = model(seq, torch.ones(80, 46, dtype=torch.bool)).argmax(-1).numpy()
+        ref = model(seq, torch.ones(80, 46, dtype=torch.bool),
+                    doy=steps.expand(80, 46)).argmax(-1).numpy()
     np.testing.assert_array_equal(cls.ravel(), ref)
     # a raster with another number of steps is refused (46 bands as 23 steps x 2 bands)
     model2 = create_sits_former(tiny_config(in_channels=2) | {"max_seq_len": 46})

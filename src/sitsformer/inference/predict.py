@@ -309,6 +309,8 @@ def _predict_window(model: nn.Module, src: Any, prep: Any, r0: int, c0: int, h: 
     x_t = torch.from_numpy(np.ascontiguousarray(x))  # (T, C, h + 2o, w + 2o)
     pm_t = torch.from_numpy(np.ascontiguousarray(pm))  # (T, h + 2o, w + 2o)
     t = x_t.shape[0]
+    if doy is None:  # an undated input: positions 1..T, the doy of undated training samples
+        doy = torch.arange(1, t + 1)
     p = 2 * half + 1
     # Each centre pixel (i, j) of the window sees rows i + o - half .. i + o + half.
     x_u = x_t.unfold(2, p, 1).unfold(3, p, 1)  # (T, C, h', w', p, p), a view
@@ -328,9 +330,9 @@ def _predict_window(model: nn.Module, src: Any, prep: Any, r0: int, c0: int, h: 
         pmask = rearrange(pm_u[:, ri + off, ci + off], "t b p q -> b t p q")
         masks = rearrange(centre[:, ri, ci], "t b -> b t")
         kwargs: dict[str, Any] = {"pixel_mask": pmask.to(dev)}
-        if doy is not None:
-            kwargs["doy"] = doy.expand(n, t).to(dev)
-            kwargs["dates"] = days.expand(n, t).to(dev)  # type: ignore[union-attr]
+        kwargs["doy"] = doy.expand(n, t).to(dev)
+        if days is not None:
+            kwargs["dates"] = days.expand(n, t).to(dev)
         with autocast:
             logits = model(seq.to(dev), masks.to(dev), **kwargs)
         prob = logits.float().softmax(-1).cpu()
