@@ -42,7 +42,7 @@ def reader_options(pairs: list[str] | None) -> dict[str, Any]:
     """
     import yaml
 
-    from sitsformer.training.config import _yaml
+    from sitsformer._yaml import load_yaml
 
     out: dict[str, Any] = {}
     for pair in pairs or []:
@@ -58,7 +58,7 @@ def reader_options(pairs: list[str] | None) -> dict[str, Any]:
         except json.JSONDecodeError:
             pass
         try:
-            out[key] = _yaml(value) if value.strip() else None
+            out[key] = load_yaml(value) if value.strip() else None
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             reason = (f"{err.problem} at character {mark.column + 1}"  # type: ignore[attr-defined]
