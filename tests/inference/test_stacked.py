@@ -255,3 +255,21 @@ def test_repeated_band_names_settle_the_layout(roi, tmp_path):
         with pytest.raises(DataError, match="but the band descriptions repeat in"):
             StackedGeoTiff(path, n_bands=2, layout="band_major" if layout == "date_major"
                            else "date_major", dates=[str(d) for d in src.dates[:5]]).bands
+
+
+def test_per_band_tags_give_dates_and_bands(roi, tmp_path):
+    """Per-band tags (``date=2020-01-04T10:00:00``, ``band=NDVI``), as some stack writers set
+    them, read like ``NDVI_20200104`` descriptions; a plain band-name description works too."""
+    src, x = roi
+    ref = StackedGeoTiff(write_stack(tmp_path / "desc.tif", x[:8], src,
+                                     names=[f"NDVI_{stamp(d)}" for d in src.dates[:8]]))
+    for name, names in (("tags", None), ("plain", ["NDVI"] * 8)):
+        path = write_stack(tmp_path / f"{name}.tif", x[:8], src, names=names)
+        with rasterio.open(path, "r+") as ds:
+            for i, d in enumerate(src.dates[:8]):
+                ds.update_tags(i + 1, date=f"{d}T10:00:00Z", **({} if names else {"band": "NDVI"}))
+        s = StackedGeoTiff(path)
+        assert s.bands == ["NDVI"] and s.dates_from == "band tags"
+        np.testing.assert_array_equal(s.dates, ref.dates)
+        np.testing.assert_array_equal(s.read_window(0, 0, 7, 25)["sequence"],
+                                      ref.read_window(0, 0, 7, 25)["sequence"])

@@ -12,7 +12,9 @@ Which band is which date and band is resolved, in this order, and nothing is gue
    ``<band>_<date>`` (``B4_20200105``) or ``<date>_<band>`` (``20200105_B4``; also GEE's
    Sentinel-2 ``system:index`` prefix ``20200105T104431_..._B4``), dates ``YYYYMMDD`` or
    ``YYYY-MM-DD``. The layout (date-major ``d1.b1, d1.b2, ..., d2.b1, ...`` or band-major
-   ``b1.d1, b1.d2, ..., b2.d1, ...``) follows from the order of the dates;
+   ``b1.d1, b1.d2, ..., b2.d1, ...``) follows from the order of the dates.
+   Per-band tags (GDAL metadata) ``date``/``datetime``/``time`` (a date, or an ISO time)
+   with ``band``/``band_name``/``name`` (or a plain band-name description) count the same;
 2. a **sidecar dates file** beside the raster, ``<stem>_dates.txt`` or ``<stem>_dates.csv``
    (one date per line, ``YYYY-MM-DD`` or ``YYYYMMDD``; the first field of each line, a header
    line without a date is skipped);
@@ -52,6 +54,8 @@ _DESCRIPTION_PATTERNS = (
     re.compile(rf"^{_DATE}T\d{{6}}\w*_{_BAND}$"),  # GEE S2 system:index prefix
 )
 _ANY_DATE = re.compile(r"(?<!\d)(\d{8}|\d{4}-\d{2}-\d{2})(?!\d)")
+_DATE_TAGS = ("date", "datetime", "acquisition_date", "date_acquired", "start_datetime", "time")
+_BAND_TAGS = ("band", "band_name", "name")
 _HINT = ("dates=FILE (one date per time step) with n_bands=C and layout=date_major|band_major, "
          "or n_bands=C and layout= alone for an undated series")
 
@@ -134,6 +138,23 @@ def _parse_description(text: str | None) -> tuple[str | None, np.datetime64 | No
     return None, (_to_date(m[1]) if m else None)
 
 
+def _band_date(description: str | None, tags: dict[str, str]
+               ) -> tuple[str | None, np.datetime64 | None, bool]:
+    """(band, date, the date came from a tag) of one file band: its description first, then
+    its per-band tags (``date``/``datetime``/``time``...; ``band``/``band_name``/``name``)."""
+    band, date = _parse_description(description)
+    if date is not None:
+        return band, date, False
+    low = {k.lower(): str(v) for k, v in tags.items()}
+    date = next((d for k in _DATE_TAGS if k in low and (d := _to_date(low[k])) is not None), None)
+    if date is None:
+        return None, None, False
+    band = next((low[k] for k in _BAND_TAGS if low.get(k)), None)
+    if band is None and description and not _ANY_DATE.search(description):
+        band = description  # a plain band name, the date in a tag
+    return band, date, True
+
+
 def _order(layout: str, t: int, c: int) -> np.ndarray:
     """``(T, C)`` 0-based file band index of each date and band."""
     ti, ci = np.meshgrid(np.arange(t), np.arange(c), indexing="ij")
@@ -200,6 +221,7 @@ class StackedGeoTiff:
             self.crs, self.transform = ds.crs, ds.transform
             self.nodata = ds.nodata if nodata is None else nodata
             descriptions = list(ds.descriptions)
+            tags = [ds.tags(i + 1) for i in range(ds.count)]
         n = self.count
         c_given = int(n_bands) if n_bands is not None else (len(bands) if bands else None)
         if c_given is not None and (c_given < 1 or n % c_given):
@@ -207,8 +229,10 @@ class StackedGeoTiff:
             raise BandCountError(
                 f"{where}: {n} bands is not a multiple of n_bands={c_given} (bands per date); "
                 f"{n} bands fit {', '.join(fits)}")
-        parsed = [_parse_description(d) for d in descriptions]
+        found = [_band_date(d, g) for d, g in zip(descriptions, tags)]
+        parsed = [(b, d) for b, d, _ in found]
         dated = [d is not None for _, d in parsed]
+        from_tags = any(f for _, _, f in found)
         self.dates_from: str | None = None
         given: np.ndarray | None = None
         if dates is not None:
@@ -253,7 +277,8 @@ class StackedGeoTiff:
             per_date = [[parsed[i][0] for i in row] for row in idx]
             if all(p == per_date[0] for p in per_date) and all(per_date[0]):
                 names = [str(b) for b in per_date[0]]
-            self.dates_from = self.dates_from or "band descriptions"
+            self.dates_from = self.dates_from or ("band tags" if from_tags
+                                                  else "band descriptions")
             date_values: np.ndarray | None = desc_dates
         else:
             if given is not None:
