@@ -21,7 +21,8 @@ class UsageError(ValueError):
 
 def add_reader_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="reader option, e.g. -o cloud_folder=SCL -o patch_size=5 (repeat)")
+                        help="reader option, the value read as YAML, e.g. -o cloud_folder=SCL "
+                        "-o patch_size=5 -o 'class_names={1: wheat, 2: maize}' (repeat)")
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:

@@ -159,7 +159,7 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
     Args:
         model: a ``SITSFormer`` (pixel or patch model); put in eval mode here.
         source: a raster source (see :mod:`sitsformer.inference.sources`) or a path the data
-            layer reads (e.g. a folder of per-date GeoTIFFs).
+            layer reads (a folder of per-date GeoTIFFs, or one raster holding every date).
         output: path of the class-map GeoTIFF.
         window: processing window in pixels: a side, or ``(rows, cols)``.
         overlap: halo read around each window; default and minimum ``img_size // 2``.
