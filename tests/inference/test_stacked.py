@@ -120,10 +120,16 @@ def test_band_then_date_and_date_then_band_names(roi, tmp_path, layout):
     for style in ("band_date", "date_band"):
         names = [f"B{4 + c}_{stamp(src.dates[t])}" if style == "band_date" else
                  f"{stamp(src.dates[t])}_B{4 + c}" for t, c in order]
-        s = StackedGeoTiff(write_stack(tmp_path / f"{style}.tif", two, src, layout, names))
+        path = write_stack(tmp_path / f"{style}.tif", two, src, layout, names)
+        s = StackedGeoTiff(path)
         assert s.bands == ["B4", "B5"] and s.layout == layout
         np.testing.assert_array_equal(s.dates, src.dates[:12])
         reads.append(s.read_window(0, 0, s.height, s.width))
+        # dates=false: the same file read as undated (for a t_index model), bands still named
+        u = StackedGeoTiff(path, dates=False, n_bands=2)
+        assert u.dates is None and u.bands == ["B4", "B5"] and u.layout == layout
+        np.testing.assert_array_equal(u.read_window(0, 0, 7, 25)["sequence"],
+                                      reads[-1]["sequence"])
     for k in ("sequence", "pixel_mask", "dates"):
         np.testing.assert_array_equal(reads[0][k], reads[1][k])
     np.testing.assert_array_equal(reads[0]["sequence"][:, 0], np.where(

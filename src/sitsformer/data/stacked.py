@@ -18,8 +18,9 @@ Which band is which date and band is resolved, in this order, and nothing is gue
 2. a **sidecar dates file** beside the raster, ``<stem>_dates.txt`` or ``<stem>_dates.csv``
    (one date per line, ``YYYY-MM-DD`` or ``YYYYMMDD``; the first field of each line, a header
    line without a date is skipped);
-3. **options**: ``dates`` (a dates file as above, or a list of dates), ``n_bands`` (bands per
-   date), ``layout`` (``"date_major"`` or ``"band_major"``), ``bands`` (band names).
+3. **options**: ``dates`` (a dates file as above, or a list of dates; ``False`` reads the file
+   as undated), ``n_bands`` (bands per date), ``layout`` (``"date_major"`` or
+   ``"band_major"``), ``bands`` (band names).
 
 Without dates from any of these, ``n_bands`` (or ``bands``) alone reads the file as an undated
 series (``dates`` is None: the time axis is the step positions 1..T, what a model trained
@@ -179,7 +180,8 @@ class StackedGeoTiff:
     Args:
         path: the raster (GeoTIFF, VRT, anything rasterio opens).
         dates: a dates file or a list of dates (default: band descriptions, then the sidecar
-            ``<stem>_dates.txt``/``.csv``).
+            ``<stem>_dates.txt``/``.csv``); False reads the file as undated, the dates in it
+            unused (for a model trained without dates, ``time_axis="t_index"``).
         n_bands: bands per date.
         layout: ``"date_major"`` or ``"band_major"`` (needed when neither the descriptions nor
             the band names settle it and there are several bands and dates).
@@ -230,7 +232,11 @@ class StackedGeoTiff:
                 f"{where}: {n} bands is not a multiple of n_bands={c_given} (bands per date); "
                 f"{n} bands fit {', '.join(fits)}")
         found = [_band_date(d, g) for d, g in zip(descriptions, tags)]
+        if dates is False:  # read as undated: the dates in the file are not used
+            found = [(b, None, False) for b, _, _ in found]
+            dates = None
         parsed = [(b, d) for b, d, _ in found]
+        labels = [b or d for (b, _), d in zip(parsed, descriptions)]  # band names, or None
         dated = [d is not None for _, d in parsed]
         from_tags = any(f for _, _, f in found)
         self.dates_from: str | None = None
@@ -296,11 +302,10 @@ class StackedGeoTiff:
                                 f"descriptions (e.g. {descriptions[:2]}), no sidecar "
                                 f"{self.path.stem}_dates.txt/.csv; give {_HINT}")
             t = n // c
-            fits = _layouts_fitting(descriptions, t, c) if all(descriptions) and c > 1 < t \
-                else []
+            fits = _layouts_fitting(labels, t, c) if all(labels) and c > 1 < t else []
             if layout is not None and len(fits) == 1 and layout not in fits:
                 raise DataError(f"{where}: layout={layout!r} but the band descriptions repeat "
-                                f"in {fits[0]} order ({descriptions[:2 * c]}...)")
+                                f"in {fits[0]} order ({labels[:2 * c]}...)")
             if layout is None:
                 if c == 1 or t == 1:
                     layout = "date_major"
@@ -312,8 +317,8 @@ class StackedGeoTiff:
                                     "order? The band descriptions do not tell; give "
                                     "layout=date_major or layout=band_major")
             idx = _order(layout, t, c)
-            if all(descriptions) and _layouts_fitting(descriptions, t, c).count(layout):
-                names = [str(descriptions[i]) for i in idx[0]]
+            if all(labels) and _layouts_fitting(labels, t, c).count(layout):
+                names = [str(labels[i]) for i in idx[0]]
             date_values = given
         if bands is not None:
             names = [str(b) for b in bands]
