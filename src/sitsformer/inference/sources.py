@@ -151,18 +151,13 @@ def open_raster_source(source: Any, **options: Any) -> Any:
             from sitsformer.data.cube import open_cube
 
             return open_cube(path, **options)
-        from sitsformer.data.geotiff import (RASTER_SUFFIXES, GeoTiffTimeSeries,
-                                             split_data_cloud_folders)
+        from sitsformer.data.geotiff import open_stack, split_data_cloud_folders
 
-        if path.is_file() and path.suffix.lower() in RASTER_SUFFIXES:
-            from sitsformer.data.stacked import StackedGeoTiff
-
-            return StackedGeoTiff(path, **options)
         if path.is_dir() and "cloud_folder" not in options:
             path, cloud = split_data_cloud_folders(path)
             if cloud is not None:
                 options["cloud_folder"] = cloud
-        return GeoTiffTimeSeries(path, **options)
+        return open_stack(path, **options)  # a folder of per-date rasters, or one stack
     missing = [a for a in ("height", "width", "bands", "read_window") if not hasattr(source, a)]
     if missing:
         raise TypeError(f"expected a raster source (path or object with height, width, bands, "
