@@ -279,3 +279,15 @@ def test_per_band_tags_give_dates_and_bands(roi, tmp_path):
         np.testing.assert_array_equal(s.dates, ref.dates)
         np.testing.assert_array_equal(s.read_window(0, 0, 7, 25)["sequence"],
                                       ref.read_window(0, 0, 7, 25)["sequence"])
+
+
+def test_gee_sentinel2_index_names(roi, tmp_path):
+    """``toBands()`` of a Sentinel-2 collection names bands ``<system:index>_<band>``
+    (``20200104T103421_20200104T103418_T32TMR_B4``): the first date and the last token."""
+    src, x = roi
+    two = np.concatenate([x[:4], x[:4]], axis=1)
+    names = [f"{stamp(d)}T103421_{stamp(d)}T103418_T32TMR_{b}" for d in src.dates[:4]
+             for b in ("B4", "B8")]
+    s = StackedGeoTiff(write_stack(tmp_path / "s2.tif", two, src, names=names))
+    assert s.bands == ["B4", "B8"] and s.layout == "date_major"
+    np.testing.assert_array_equal(s.dates, src.dates[:4])
