@@ -40,3 +40,28 @@ def test_build_real_process(tmp_path, shared_data):
     store = SampleStore(out)
     assert len(store) == 800 and store.attrs["stats_on"].endswith("training samples")
     assert store.classes[1] == "Canola" and store.meta["time_axis"] == "t_index"
+
+
+def test_option_values_are_yaml(tmp_path, capsys, geotiff_stack):
+    """``-o KEY=VALUE`` is YAML for every command: a ``{code: name}`` mapping names the label
+    codes (it was one string, one class per character); invalid YAML is refused naming the
+    option; ``class_names`` left a plain string is refused instead of split into characters."""
+    s = geotiff_stack(tmp_path / "stack")
+    base = ["data", "inspect", str(s["data"]), "-o", f"labels={s['labels']}", "-o",
+            "label_nodata=[0]", "--json"]
+    assert main(base + ["-o", "class_names={3: wheat, 7: maize}"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert sorted(info["classes"]) == ["maize", "wheat"]
+    assert main(base + ["-o", "class_names=[a, b, c, wheat, e, f, g, maize]"]) == 0
+    counts = json.loads(capsys.readouterr().out)["classes"]
+    assert counts["wheat"] == info["classes"]["wheat"] and counts["maize"] > 0
+    assert main(base + ["-o", "class_names={3: wheat, 7: maize"]) == 1
+    err = capsys.readouterr().err
+    assert "-o class_names=" in err and "not valid YAML" in err
+    assert main(base + ["-o", "class_names=wheat maize"]) == 1
+    assert "class_names must be {code: name} or a list" in capsys.readouterr().err
+    for cmd in (["predict", "--checkpoint", "x.pt", "--input", str(s["data"]), "--output",
+                 str(tmp_path / "m.tif")], ["evaluate", "--checkpoint", "x.pt", "--data",
+                                            str(s["data"])]):
+        assert main(cmd + ["-o", "bands=[B2, B3"]) == 1
+        assert "-o bands=[B2, B3: the value is not valid YAML" in capsys.readouterr().err

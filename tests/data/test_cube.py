@@ -144,3 +144,39 @@ def test_predict_reads_a_stac_collection_like_the_folder(scene, tmp_path):
     with rasterio.open(a.class_map) as x, rasterio.open(b.class_map) as y:
         np.testing.assert_array_equal(x.read(), y.read())
         assert x.transform == y.transform
+
+
+def test_a_stacked_raster_is_a_cube_with_the_folder_samples(scene, tmp_path):
+    """The scene written as one band-major stack (``B2_20200101``..., clouds as nodata) opens as
+    a lazy cube; its labelled samples are the folder's (same clear observations and labels)."""
+    folder = GeoTiffTimeSeries(scene["folder"])
+    full = folder.read_window(0, 0, folder.height, folder.width)
+    x = np.where(full["pixel_mask"][:, None], full["sequence"], -9999).astype(np.int16)
+    t, c = x.shape[:2]
+    path = tmp_path / "stack.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=50, height=40, count=t * c,
+                       dtype="int16", nodata=-9999, crs=folder.crs,
+                       transform=folder.transform) as out:
+        out.write(x.transpose(1, 0, 2, 3).reshape(t * c, 40, 50))  # band-major
+        for i in range(t * c):
+            b, d = divmod(i, t)
+            out.set_band_description(i + 1, f"{folder.bands[b]}_{folder.dates[d]}")
+    cube = open_cube(path, chunks=16, scale=10000)
+    assert cube.data.shape == (t, c, 40, 50) and cube.bands == folder.bands
+    np.testing.assert_array_equal(cube.dates, folder.dates)
+    reader, cube.reader = cube.reader, None  # the dask graph equals the direct reader
+    for win in [(0, 0, 40, 50), (7, 13, 9, 21)]:
+        a, b = cube.read_window(*win), reader.read_window(*win)
+        np.testing.assert_array_equal(a["sequence"], b["sequence"])
+        np.testing.assert_array_equal(a["pixel_mask"], b["pixel_mask"])
+    cube.reader = reader
+    ds = extract_samples(cube, scene["labels"], patch_size=3, block=16)
+    ref = extract_samples(open_cube(scene["folder"], chunks=16, scale=10000), scene["labels"],
+                          patch_size=3, block=16)
+    a, ca = _by_coords(ds)
+    b, cb = _by_coords(ref)
+    np.testing.assert_array_equal(ca, cb)
+    for k in ("mask", "pixel_mask", "label", "doy"):
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    clear = np.broadcast_to(a["pixel_mask"][:, :, None], a["sequence"].shape)
+    np.testing.assert_array_equal(a["sequence"][clear], b["sequence"][clear])

@@ -127,12 +127,16 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "predict", help="map every pixel of a raster time series (GeoTIFF class map)",
-        description="Classify every pixel of a folder of per-date GeoTIFFs with a checkpoint "
+        description="Classify every pixel of a raster time series (a folder of per-date "
+        "GeoTIFFs or one stacked raster) with a checkpoint "
         "(sliding windows, batched, optional bf16) and write GeoTIFF maps.")
     p.add_argument("--checkpoint", required=True, help="checkpoint file")
     p.add_argument("--input", required=True, action="append",
                    help="folder of per-date GeoTIFFs (a sen2r folder with a data and an SCL "
-                   "sub-folder is read as data + cloud layer); repeat for several tiles")
+                   "sub-folder is read as data + cloud layer), or one raster holding every date "
+                   "(dates and bands from its band descriptions, a <stem>_dates.txt beside it, "
+                   "or -o dates=FILE -o n_bands=C -o layout=date_major|band_major; see "
+                   "docs/data_preparation.md); repeat for several tiles")
     p.add_argument("--output", required=True,
                    help="class map GeoTIFF to write; with several --input tiles, the VRT "
                    "mosaic to write (each tile's maps go beside it as <tile>.tif)")

@@ -8,6 +8,9 @@ computed. :func:`open_cube` reads
   the file names, a sen2r ``SCL``-like cloud sub-folder, FORCE ``QAI``), values through
   ``rioxarray`` one chunk at a time, the cloud layer resampled onto the data grid per chunk
   exactly as :class:`GeoTiffTimeSeries` does;
+- one raster holding every date (a GEE / openEO / xarray export, read by
+  :class:`~sitsformer.data.stacked.StackedGeoTiff`: dates and bands from its band descriptions,
+  a ``<stem>_dates.txt`` beside it or the ``dates``/``n_bands``/``layout`` options);
 - a STAC catalog, collection or item collection on disk (``.json``; asset paths relative to
   the JSON), loaded with ``odc-stac`` (one asset per band, the ``scl`` asset, when there is
   one, as the cloud layer).
@@ -117,20 +120,56 @@ def open_cube(path: str | Path, *, chunks: int = 256, scale: float | None = None
 
     Args:
         path: the folder (options of :class:`GeoTiffTimeSeries` apply: ``cloud_folder``,
-            ``cloud_kind``, ``pattern``...) or a STAC catalog / collection / item collection
-            ``.json`` file.
+            ``cloud_kind``, ``pattern``...), one raster holding every date (options of
+            :class:`~sitsformer.data.stacked.StackedGeoTiff`: ``dates``, ``n_bands``,
+            ``layout``, ``bands``) or a STAC catalog / collection / item collection ``.json``
+            file.
         chunks: side of the square chunks (pixels); one chunk holds all dates and bands.
         scale: the factor the values are stored with (divided by it when read).
-        bands: STAC only: the band assets to load (default every asset but the cloud asset).
+        bands: STAC: the band assets to load (default every asset but the cloud asset); a
+            stacked raster: its band names.
         cloud_asset: STAC only: the SCL asset (default the first of ``scl``, ``SCL``...).
 
     Raises:
         DataError: not a folder of rasters nor a STAC file, or no items / bands found.
     """
+    from sitsformer.data.geotiff import RASTER_SUFFIXES
+
     path = Path(path)
     if path.suffix.lower() == ".json":
         return _open_stac(path, chunks, scale, bands, cloud_asset, **options)
+    if path.is_file() and path.suffix.lower() in RASTER_SUFFIXES:
+        return _open_stacked(path, chunks, scale, bands=bands, **options)
     return _open_folder(path, chunks, scale, **options)
+
+
+def _open_stacked(path: Path, chunks: int, scale: float | None, **options: Any) -> Cube:
+    """One raster holding every date (:class:`~sitsformer.data.stacked.StackedGeoTiff`
+    resolves its dates and bands) as a lazy cube; masked observations are its nodata."""
+    import rioxarray
+    import xarray as xr
+
+    from sitsformer.data.stacked import StackedGeoTiff
+
+    stack = StackedGeoTiff(path, **options)
+    if stack.dates is None:
+        raise DataError(f"{path}: a lazy cube needs acquisition dates; this stack is undated "
+                        "(read it with open_source / StackedGeoTiff, or give dates=)")
+    raw = rioxarray.open_rasterio(path, chunks={"band": -1, "y": chunks, "x": chunks},
+                                  lock=False, masked=False, cache=False)
+    t, c = stack.index.shape
+    values = raw.data[stack.index.ravel()].reshape(t, c, stack.height, stack.width)
+    data = xr.DataArray(values, dims=("time", "band", "y", "x"),
+                        coords={"time": stack.dates.astype("datetime64[ns]"),
+                                "band": stack.bands, "y": raw["y"], "x": raw["x"]})
+    blocks = values.chunks
+    clear = da.ones((t, stack.height, stack.width), dtype=bool,
+                    chunks=(1, blocks[2], blocks[3]))
+    clear_xr = xr.DataArray(clear, dims=("time", "y", "x"),
+                            coords={"time": data["time"], "y": data["y"], "x": data["x"]})
+    reader = StackedGeoTiff(path, scale=scale, **options)
+    return Cube(data, clear_xr, crs=stack.crs, transform=stack.transform, nodata=stack.nodata,
+                scale=scale, source=str(path), kind="geotiff-stack-cube", reader=reader)
 
 
 def _open_folder(path: Path, chunks: int, scale: float | None, **options: Any) -> Cube:

@@ -130,6 +130,9 @@ def parse_file_date(name: str, pattern: str | None = None, date_format: str | No
 
 def _list_dated(folder: Path, pattern: str | None, date_format: str | None, glob: str | None
                 ) -> list[tuple[np.datetime64, Path]]:
+    if folder.is_file() and folder.suffix.lower() in RASTER_SUFFIXES:
+        raise DataError(f"{folder}: a single raster, not a folder of per-date rasters; a "
+                        "stack of every date in one file is read by open_stack / StackedGeoTiff")
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder")
     files = sorted(folder.glob(glob)) if glob else sorted(
@@ -139,6 +142,18 @@ def _list_dated(folder: Path, pattern: str | None, date_format: str | None, glob
     dated = [(parse_file_date(f.name, pattern, date_format), f) for f in files]
     dated.sort(key=lambda p: (p[0], p[1].name))
     return dated
+
+
+def open_stack(path: str | Path, **options: Any) -> Any:
+    """The raster time series at ``path``: a folder of per-date rasters
+    (:class:`GeoTiffTimeSeries`) or one raster holding every date
+    (:class:`~sitsformer.data.stacked.StackedGeoTiff`); ``options`` go to that reader."""
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() in RASTER_SUFFIXES:
+        from sitsformer.data.stacked import StackedGeoTiff
+
+        return StackedGeoTiff(path, **options)
+    return GeoTiffTimeSeries(path, **options)
 
 
 class GeoTiffTimeSeries:
@@ -429,7 +444,9 @@ def read_geotiff_folder(folder: str | Path, *, labels: str | Path | None = None,
     """Per-date GeoTIFFs plus labels -> a dataset of labelled pixels (or patches around them).
 
     Args:
-        folder: the per-date rasters (options of :class:`GeoTiffTimeSeries` pass through).
+        folder: the per-date rasters (options of :class:`GeoTiffTimeSeries` pass through), or
+            one raster holding every date (options of
+            :class:`~sitsformer.data.stacked.StackedGeoTiff`: ``dates``, ``n_bands``, ``layout``).
         labels: a label raster (``.tif``; resampled by nearest neighbour onto the data grid
             if needed) or label polygons (GeoPackage/Shapefile/GeoJSON; reprojected to the
             raster CRS; polygons outside the raster are counted in ``meta['exclusions']``).
@@ -441,7 +458,11 @@ def read_geotiff_folder(folder: str | Path, *, labels: str | Path | None = None,
         label_nodata: label raster codes meaning "no label" (excluded, counted).
         patch_size: 1 for pixel time series, or an odd patch side around each pixel.
     """
-    stack = GeoTiffTimeSeries(folder, **stack_options)
+    if isinstance(class_names, str):  # would be one class per character
+        raise LabelError(f"{folder}: class_names must be {{code: name}} or a list of names, got "
+                         f"the string {class_names!r} (on the command line: -o "
+                         "'class_names={1: wheat, 2: maize}' or -o 'class_names=[wheat, maize]')")
+    stack = open_stack(folder, **stack_options)
     window = stack.read_window(0, 0, stack.height, stack.width)
     meta = stack.meta()
     meta["exclusions"] = {}

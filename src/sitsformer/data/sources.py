@@ -26,8 +26,12 @@ def detect_source(path: str | Path) -> str:
             return "csv"
         if suffix == ".npz":
             return "npz"
-        raise SourceNotRecognizedError(f"{p}: unsupported file type {suffix!r} (expected .csv "
-                                       f"or .npz, or a folder)")
+        from sitsformer.data.geotiff import RASTER_SUFFIXES
+
+        if suffix in RASTER_SUFFIXES:  # one raster holding every date
+            return "geotiff"
+        raise SourceNotRecognizedError(f"{p}: unsupported file type {suffix!r} (expected .csv, "
+                                       f".npz, a raster stack {RASTER_SUFFIXES} or a folder)")
     if (p / "zarr.json").exists() or (p / ".zgroup").exists():
         return "store"
     if (p / "timestamps.json").exists():
@@ -51,8 +55,8 @@ def open_source(path: str | Path, kind: str | None = None, **options: Any) -> SI
 
     Args:
         path: a CSV pixel table (file or folder of train/test CSVs), a folder of per-date
-            GeoTIFFs, an EOPatch folder, a PASTIS folder, a Zarr sample store or an ``.npz``
-            in the shared-data schema.
+            GeoTIFFs or one raster holding every date, an EOPatch folder, a PASTIS folder, a
+            Zarr sample store or an ``.npz`` in the shared-data schema.
         kind: force the kind (see :func:`detect_source`) instead of detecting it.
         **options: passed to the reader (:func:`~sitsformer.data.csv_table.read_csv_table`,
             :func:`~sitsformer.data.geotiff.read_geotiff_folder`,

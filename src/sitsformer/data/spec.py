@@ -203,7 +203,8 @@ class InputSpec:
             raise InputMismatchError(
                 f"{where}: the model was trained on time-step positions 1..T (dates unknown, "
                 "time_axis='t_index'); a dated input would be read as different dates. Retrain "
-                "with dates, or give an input prepared the same way as the training data")
+                "with dates, or give an input prepared the same way as the training data (a "
+                "stacked raster: -o dates=false reads it as undated)")
         if max_seq_len is not None and num_dates > int(max_seq_len):
             raise InputMismatchError(
                 f"{where}: {num_dates} dates but the model accepts at most max_seq_len="

@@ -159,7 +159,7 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
     Args:
         model: a ``SITSFormer`` (pixel or patch model); put in eval mode here.
         source: a raster source (see :mod:`sitsformer.inference.sources`) or a path the data
-            layer reads (e.g. a folder of per-date GeoTIFFs).
+            layer reads (a folder of per-date GeoTIFFs, or one raster holding every date).
         output: path of the class-map GeoTIFF.
         window: processing window in pixels: a side, or ``(rows, cols)``.
         overlap: halo read around each window; default and minimum ``img_size // 2``.
@@ -216,6 +216,13 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
                          time_axis="dates" if dates is not None else "t_index")
     spec.check_input(list(src.bands), dates is not None, num_dates, where,
                      date_encoding=cfg.date_encoding, max_seq_len=cfg.max_seq_len)
+    if dates is None and spec.time_axis == "t_index" and spec.max_t and num_dates != spec.max_t:
+        from sitsformer.data.errors import InputMismatchError
+
+        raise InputMismatchError(
+            f"{where}: {num_dates} time steps, but the model was trained on undated series of "
+            f"{spec.max_t} steps (positions 1..{spec.max_t}); an undated input needs the same "
+            "steps (for a stacked raster check n_bands= and layout=)")
     out = Path(output)
     conf_path, prob_path = companion_paths(out)
     targets = [out, conf_path] + ([prob_path] if probabilities else [])
@@ -302,6 +309,8 @@ def _predict_window(model: nn.Module, src: Any, prep: Any, r0: int, c0: int, h: 
     x_t = torch.from_numpy(np.ascontiguousarray(x))  # (T, C, h + 2o, w + 2o)
     pm_t = torch.from_numpy(np.ascontiguousarray(pm))  # (T, h + 2o, w + 2o)
     t = x_t.shape[0]
+    if doy is None:  # an undated input: positions 1..T, the doy of undated training samples
+        doy = torch.arange(1, t + 1)
     p = 2 * half + 1
     # Each centre pixel (i, j) of the window sees rows i + o - half .. i + o + half.
     x_u = x_t.unfold(2, p, 1).unfold(3, p, 1)  # (T, C, h', w', p, p), a view
@@ -321,9 +330,9 @@ def _predict_window(model: nn.Module, src: Any, prep: Any, r0: int, c0: int, h: 
         pmask = rearrange(pm_u[:, ri + off, ci + off], "t b p q -> b t p q")
         masks = rearrange(centre[:, ri, ci], "t b -> b t")
         kwargs: dict[str, Any] = {"pixel_mask": pmask.to(dev)}
-        if doy is not None:
-            kwargs["doy"] = doy.expand(n, t).to(dev)
-            kwargs["dates"] = days.expand(n, t).to(dev)  # type: ignore[union-attr]
+        kwargs["doy"] = doy.expand(n, t).to(dev)
+        if days is not None:
+            kwargs["dates"] = days.expand(n, t).to(dev)
         with autocast:
             logits = model(seq.to(dev), masks.to(dev), **kwargs)
         prob = logits.float().softmax(-1).cpu()

@@ -133,7 +133,10 @@ def open_raster_source(source: Any, **options: Any) -> Any:
             :class:`sitsformer.data.cube.Cube`), or a path to a folder of per-date GeoTIFFs read by
             ``sitsformer.data.GeoTiffTimeSeries`` (a sen2r-style folder holding one data and
             cloud sub-folder, such as ``SCL`` or ``QAI``, is read as data + cloud layer: the
-            data layer's ``split_data_cloud_folders``).
+            data layer's ``split_data_cloud_folders``), or one raster file holding every date
+            (``sitsformer.data.stacked.StackedGeoTiff``: dates and bands from the band
+            descriptions, a ``<stem>_dates.txt`` beside it, or the ``dates``, ``n_bands``,
+            ``layout`` options).
         **options: passed to the data layer's reader.
 
     Raises:
@@ -148,13 +151,13 @@ def open_raster_source(source: Any, **options: Any) -> Any:
             from sitsformer.data.cube import open_cube
 
             return open_cube(path, **options)
-        from sitsformer.data.geotiff import GeoTiffTimeSeries, split_data_cloud_folders
+        from sitsformer.data.geotiff import open_stack, split_data_cloud_folders
 
         if path.is_dir() and "cloud_folder" not in options:
             path, cloud = split_data_cloud_folders(path)
             if cloud is not None:
                 options["cloud_folder"] = cloud
-        return GeoTiffTimeSeries(path, **options)
+        return open_stack(path, **options)  # a folder of per-date rasters, or one stack
     missing = [a for a in ("height", "width", "bands", "read_window") if not hasattr(source, a)]
     if missing:
         raise TypeError(f"expected a raster source (path or object with height, width, bands, "

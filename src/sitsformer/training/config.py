@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from sitsformer._yaml import load_yaml as _yaml  # YAML without timestamps
 from sitsformer.models.config import SITSFormerConfig
 
 
@@ -426,20 +427,6 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
             value = float(value)
         kwargs[name] = list(value) if isinstance(value, tuple) else value
     return cls(**kwargs)
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML without timestamps: ``2006-01-01`` stays the string it was typed as (configs are
-    stored in checkpoints, which are read back with ``weights_only=True``)."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
-    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-
-
-def _yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
