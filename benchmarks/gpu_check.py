@@ -251,11 +251,10 @@ def predict_speed(dev: torch.device, smoke: bool, work: Path) -> None:
                          (f"whole {size} x {size}", src)):
         _sync(dev)
         res = predict_raster(model, region, work / f"map_{region.height}.tif", **kw)
-        px = res.num_pixels
+        px, blocks = res.num_pixels, max(res.block_seconds, 1e-9)
         line = (f"predict-speed: sitsformer_original {precision} {dev.type}, {name} x {dates} "
                 f"dates (window {window}, batch {batch}): {px / res.seconds:,.0f} pixels/s "
-                f"end to end ({res.seconds:.1f} s), {px / res.block_seconds:,.0f} pixels/s "
-                "in the blocks")
+                f"end to end ({res.seconds:.1f} s), {px / blocks:,.0f} pixels/s in the blocks")
         print(line, flush=True)
     # Projection: time proportional to pixels x dates (the per-date embedding and MLP
     # dominate at T <= 50; attention's T^2 term would make 50 dates somewhat slower).
