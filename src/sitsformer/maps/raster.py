@@ -28,8 +28,8 @@ PROBABILITY_NODATA = -1.0
 
 
 def data_error(message: str) -> Exception:
-    """A :class:`sitsformer.data.DataError`, imported when needed: importing
-    ``sitsformer.data`` loads torch, which the dask workers running map blocks do not need."""
+    """A :class:`sitsformer.data.DataError`, imported when needed (``sitsformer.data.errors``
+    loads neither torch nor anything else heavy, but ``maps`` modules stay import-light)."""
     from sitsformer.data.errors import DataError
 
     return DataError(message)
