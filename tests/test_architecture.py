@@ -117,3 +117,69 @@ def test_python_dash_m_sitsformer():
     done = subprocess.run([sys.executable, "-m", "sitsformer", "--version"], capture_output=True,
                           text=True, check=True)
     assert done.stdout.startswith("sitsformer ")
+
+
+# What a bare GPU machine lacks (benchmarks/gpu_check.sh): the model, training and the demo and
+# .npz data paths import none of these; the commands that need one import it when they run.
+GIS_AND_CLUSTER = ["rasterio", "dask", "distributed", "zarr", "numcodecs", "optuna", "pyproj",
+                   "pyogrio", "shapely", "odc", "pystac", "rioxarray"]
+# A subprocess prelude: importing any of GIS_AND_CLUSTER raises ImportError, as where it is
+# not installed.
+BLOCKER = f"""
+import sys
+BLOCKED = {GIS_AND_CLUSTER!r}
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in BLOCKED:
+            raise ImportError(f"{{name}} is blocked by the test", name=name)
+sys.meta_path.insert(0, Blocker())
+"""
+
+
+def test_command_line_parser_loads_no_heavy_library():
+    # --version and --help build every sub-parser: no command module may import torch, dask,
+    # rasterio, pandas, matplotlib or onnx to register itself
+    code = ("import sys; from sitsformer.cli import build_parser; build_parser(); "
+            "print(sorted({m.partition('.')[0] for m in sys.modules}))")
+    done = subprocess.run([sys.executable, "-c", BLOCKER + code], capture_output=True,
+                          text=True, check=True)
+    loaded = set(eval(done.stdout))  # noqa: S307 - our own printed list
+    heavy = {"torch", "pandas", "scipy", "xarray", "matplotlib", "onnx", "onnxruntime", "yaml",
+             "tqdm", "einops", *GIS_AND_CLUSTER} & loaded
+    assert not heavy, f"building the parser imports {sorted(heavy)}"
+
+
+def test_demo_and_npz_training_without_gis_or_cluster_libraries(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.random((40, 6, 4)).astype("float32"),
+             y=rng.integers(0, 3, 40), bands=np.array(["B2", "B3", "B4", "B8"]),
+             classes=np.array(["a", "b", "c"]), t_index=np.arange(6))
+    tiny = {"model": {"variant": "sitsformer_pixel", "embed_dim": 16, "num_heads": 2,
+                      "num_layers": 1},
+            "train": {"epochs": 1, "threads": 1},
+            "logging": {"run_dir": str(tmp_path / "runs"), "progress": False}}
+    demo = {**tiny, "data": {"source": "demo", "split": "group", "demo_samples": 48,
+                             "batch_size": 16}}
+    npz = {**tiny, "data": {"source": str(tmp_path / "d.npz"), "split": "random",
+                            "batch_size": 16,
+                            "options": {"start_date": "2021-01-01", "interval_days": 10}},
+           "logging": {**tiny["logging"], "tensorboard": False}}
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump({**demo, "logging": {
+        **tiny["logging"], "name": "demo"}}))
+    (tmp_path / "npz.yaml").write_text(yaml.safe_dump({**npz, "logging": {
+        **npz["logging"], "name": "npz"}}))
+    code = BLOCKER + f"""
+import sitsformer.cli
+from sitsformer.cli import main
+for name in ("demo", "npz"):
+    rc = main(["train", "--config", {str(tmp_path)!r} + f"/{{name}}.yaml"])
+    assert rc == 0, f"{{name}}: exit {{rc}}"
+print(sorted({{m.partition(".")[0] for m in sys.modules}} & set(BLOCKED)))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    for name in ("demo", "npz"):
+        assert (tmp_path / "runs" / name / "best.pt").is_file(), name

@@ -38,3 +38,16 @@ def test_missing_original_code_is_a_clear_error(tmp_path):
     bench = _load("bench_vs_original")
     with pytest.raises(SystemExit, match="model/bert.py"):
         bench.load_original(tmp_path, num_classes=8)
+
+
+def test_gpu_check_python_steps_run_tiny_on_cpu(tmp_path, capsys, one_thread):
+    # benchmarks/gpu_check.sh has only one GPU run in a session's budget: its Python steps
+    # must not fail on an import or a typo. (torchrun runs `sitsformer train` under torchrun
+    # in a subprocess: left to `bash benchmarks/gpu_check.sh --cpu-smoke`.)
+    check = _load("gpu_check")
+    steps = ["info", "sync", "throughput", "fp16", "predict-compare", "predict-speed"]
+    assert check.main([*steps, "--cpu-smoke", "--work", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for step in steps:
+        assert f"\n{step}: " in "\n" + out, step
+    assert "pixels/s" in out and "projected" in out and "samples/s" in out

@@ -14,8 +14,6 @@ import sys
 import warnings
 from typing import Any
 
-import numpy as np
-
 from sitsformer.cli._cluster import add_where_options
 from sitsformer.cli._common import (
     UsageError,
@@ -28,6 +26,8 @@ from sitsformer.cli._common import (
 
 def summarize(dataset: Any, max_samples: int = 2000) -> dict[str, Any]:
     """Samples, T, C, H, W, classes with counts, date range, valid fraction, value range per band."""
+    import numpy as np
+
     from sitsformer.data.dataset import exclusion_report
 
     n = len(dataset)

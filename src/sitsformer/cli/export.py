@@ -7,7 +7,9 @@ dates up to the model's ``max_seq_len``; see :mod:`sitsformer.models.export` for
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         model, _ = load_model(args.checkpoint)
-        path = export_model(model, args.output, args.format)
+        with _quiet_torch_export():
+            path = export_model(model, args.output, args.format)
     except (ImportError, KeyError, ValueError) as err:
         print(f"error: exporting {args.checkpoint}: {err}", file=sys.stderr)
         return 1
@@ -37,6 +40,27 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.format} model to {path} (inputs: {names}; output: logits "
           f"(B, {model.config.num_classes}); up to {model.config.max_seq_len} dates)")
     return 0
+
+
+@contextlib.contextmanager
+def _quiet_torch_export() -> Iterator[None]:
+    """Hide two messages of torch's exporter that are about torch itself, not the model: one
+    log line per torchvision operator it cannot register when torchvision is not installed
+    (sitsformer does not use torchvision), and pytree's ``LeafSpec`` FutureWarning raised
+    inside torch while it copies the program. Other warnings still show."""
+    import logging
+    import warnings
+
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is "
+                                    "deprecated", category=FutureWarning)
+            yield
+    finally:
+        registration.setLevel(level)
 
 
 def register(subparsers: Any) -> None:

@@ -7,8 +7,9 @@ Entry points: :func:`open_source` (any supported source -> a :class:`SITSDataset
 :class:`SampleStore` (chunked Zarr store), the transforms, the splits and
 :class:`DemoDataset` (GENERATED demo data).
 
-Modules that need pandas, rasterio or zarr are imported on first use of one of their names,
-so ``import sitsformer.data`` stays cheap for code that only needs ``collate``.
+Every name is imported from its module on first use, so ``import sitsformer.data`` (and
+``sitsformer.data.errors``, which the map commands need) loads neither torch (``collate``)
+nor pandas, rasterio or zarr until a name that needs them is used.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from sitsformer.data.sample import IGNORE_INDEX, SampleError, check_sample, collate
-from sitsformer.data.synthetic import (DEMO_CLASSES, S2_BANDS, DemoData, make_demo_data,
-                                       write_demo_raster, write_demo_stac)
-
 _LAZY = {
+    "sitsformer.data.sample": ["IGNORE_INDEX", "SampleError", "check_sample", "collate"],
+    "sitsformer.data.synthetic": ["DEMO_CLASSES", "S2_BANDS", "DemoData", "make_demo_data",
+                                  "write_demo_raster", "write_demo_stac"],
     "sitsformer.data.cube": ["Cube", "build_store_from_cube", "extract_samples", "open_cube"],
     "sitsformer.data.arrays": ["PastisDataset", "read_eopatch", "read_npz"],
     "sitsformer.data.csv_table": ["read_csv_table"],
@@ -63,6 +63,4 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_WHERE))
 
 
-__all__ = sorted(["DEMO_CLASSES", "DemoData", "IGNORE_INDEX", "S2_BANDS", "SampleError",
-                  "check_sample", "collate", "make_demo_data",
-                  "write_demo_raster", "write_demo_stac", *_WHERE])
+__all__ = sorted(_WHERE)

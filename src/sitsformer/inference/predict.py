@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dask
 import numpy as np
 import torch
 from einops import rearrange
@@ -263,6 +262,8 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
         for i in bar:
             ledger.add(i, predict_block(model, src, settings, ledger.folder, i, windows[i]))
     else:
+        import dask
+
         model_f, src_f = runner.share(model.cpu().eval()), runner.share(src)
         tasks = [dask.delayed(predict_block, pure=False)(model_f, src_f, settings,
                                                          ledger.folder, i, windows[i])

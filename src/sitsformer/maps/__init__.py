@@ -12,23 +12,40 @@
 Raster steps run block by block through :func:`dask_cluster` (in-process, a local cluster of
 worker processes, or an existing ``dask.distributed`` scheduler), so memory is bounded by a few
 blocks whatever the raster size.
+
+Every name is imported from its module on first use (dask, rasterio, pandas, pyogrio and
+shapely load with the first function that needs them), so ``import sitsformer.maps`` is cheap.
 """
 
-from sitsformer.maps.assessment import assess_map, stratified_estimates, write_report
-from sitsformer.parallel.cluster import BlockRunner, dask_cluster, threads_per_worker
-from sitsformer.maps.points import read_points, write_points
-from sitsformer.maps.sampling import (
-                                      SampleDesign,
-                                      allocate,
-                                      expected_oa_se,
-                                      sample_design,
-                                      sample_size,
-)
-from sitsformer.maps.smoothing import SmoothResult, bayes_smooth, smooth_raster
-from sitsformer.maps.uncertainty import MEASURES, UncertaintyResult, uncertainty, uncertainty_raster
+from __future__ import annotations
 
-__all__ = ["MEASURES", "BlockRunner", "SampleDesign", "SmoothResult", "UncertaintyResult",
-           "allocate", "assess_map", "bayes_smooth", "dask_cluster", "expected_oa_se",
-           "read_points", "sample_design", "sample_size", "smooth_raster",
-           "stratified_estimates", "threads_per_worker", "uncertainty", "uncertainty_raster",
-           "write_points", "write_report"]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "sitsformer.maps.assessment": ["assess_map", "stratified_estimates", "write_report"],
+    "sitsformer.parallel.cluster": ["BlockRunner", "dask_cluster", "threads_per_worker"],
+    "sitsformer.maps.points": ["read_points", "write_points"],
+    "sitsformer.maps.sampling": ["SampleDesign", "allocate", "expected_oa_se", "sample_design",
+                                 "sample_size"],
+    "sitsformer.maps.smoothing": ["SmoothResult", "bayes_smooth", "smooth_raster"],
+    "sitsformer.maps.uncertainty": ["MEASURES", "UncertaintyResult", "uncertainty",
+                                    "uncertainty_raster"],
+}
+_WHERE = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sitsformer.maps' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
+
+__all__ = sorted(_WHERE)

@@ -12,12 +12,12 @@ import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
-import rasterio
-from rasterio.windows import Window
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = ["BlockWriter", "RasterArray", "check_outputs", "open_dask", "output_profile"]
 
@@ -28,8 +28,8 @@ PROBABILITY_NODATA = -1.0
 
 
 def data_error(message: str) -> Exception:
-    """A :class:`sitsformer.data.DataError`, imported when needed: importing
-    ``sitsformer.data`` loads torch, which the dask workers running map blocks do not need."""
+    """A :class:`sitsformer.data.DataError`, imported when needed (``sitsformer.data.errors``
+    loads neither torch nor anything else heavy, but ``maps`` modules stay import-light)."""
     from sitsformer.data.errors import DataError
 
     return DataError(message)
@@ -45,6 +45,8 @@ class RasterArray:
         self.path = str(path)
         if not Path(self.path).is_file():
             raise FileNotFoundError(f"raster not found: {self.path}")
+        import rasterio
+
         with rasterio.open(self.path) as ds:
             self.count = ds.count
             self.bands = list(bands) if bands is not None else list(range(1, ds.count + 1))
@@ -64,6 +66,9 @@ class RasterArray:
         c0, c1, _ = c.indices(self.shape[2])
         if not bands or r1 <= r0 or c1 <= c0:
             return np.zeros((len(bands), max(r1 - r0, 0), max(c1 - c0, 0)), self.dtype)
+        import rasterio
+        from rasterio.windows import Window
+
         with rasterio.open(self.path) as ds:
             return ds.read(bands, window=Window(c0, r0, c1 - c0, r1 - r0))
 
@@ -75,6 +80,8 @@ def open_dask(path: str | os.PathLike[str], block: int, bands: Sequence[int] | N
 
     ``strips=True`` chunks it in full-width row strips of about ``block^2`` pixels instead,
     so that visiting the chunks in order visits the pixels in raster order."""
+    import dask.array as da
+
     src = RasterArray(path, bands)
     chunks = ((src.shape[0], max(1, block * block // src.shape[2]), src.shape[2]) if strips
               else (src.shape[0], block, block))
@@ -125,6 +132,8 @@ class BlockWriter:
         self._ds: dict[str, Any] = {}
 
     def __enter__(self) -> BlockWriter:
+        import rasterio
+
         for k, (path, prof) in self.targets.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             ds = self._stack.enter_context(rasterio.open(self._tmp[k], "w", **prof))
@@ -136,6 +145,8 @@ class BlockWriter:
         return self
 
     def write(self, key: str, block: np.ndarray, row_off: int, col_off: int) -> None:
+        from rasterio.windows import Window
+
         block = block if block.ndim == 3 else block[None]
         ds = self._ds[key]
         ds.write(block.astype(ds.dtypes[0], copy=False),

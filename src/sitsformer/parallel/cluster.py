@@ -28,9 +28,6 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import dask
-from tqdm.auto import tqdm
-
 __all__ = ["BlockRunner", "dask_cluster", "threads_per_worker", "tune_worker_malloc",
            "worker_index"]
 
@@ -136,6 +133,8 @@ class BlockRunner:
         ``tasks`` are dask collections (``dask.delayed`` objects or small dask arrays). At
         most ``max_in_flight`` are submitted and not yet consumed.
         """
+        from tqdm.auto import tqdm
+
         bar = tqdm(total=len(tasks), desc=desc, unit="block", disable=not progress)
         try:
             if self.client is None:
@@ -146,6 +145,8 @@ class BlockRunner:
             bar.close()
 
     def _iter_local(self, tasks: Sequence[Any], bar: Any) -> Iterator[tuple[int, Any]]:
+        import dask
+
         step = self.max_in_flight
         for start in range(0, len(tasks), step):
             batch = tasks[start:start + step]
@@ -181,6 +182,8 @@ class BlockRunner:
     def compute(self, *tasks: Any) -> tuple[Any, ...]:
         """Compute small dask collections in one go (counts, statistics)."""
         if self.client is None:
+            import dask
+
             with dask.config.set(scheduler="threads"):
                 return dask.compute(*tasks)
         return tuple(self.client.gather(self.client.compute(list(tasks))))
@@ -216,6 +219,7 @@ def dask_cluster(workers: int | None = None, scheduler: str | None = None, *,
         return
     import logging
 
+    import dask
     from distributed import Client, LocalCluster
 
     level = logging.ERROR if quiet else logging.WARNING
