@@ -82,7 +82,7 @@ def test_parameter_count_is_the_formula(arch):
     else:
         d, heads, dk = cfg.ltae_d_model, cfg.ltae_heads, cfg.ltae_d_k
         mlp, dec = [d, *cfg.ltae_mlp], [cfg.ltae_mlp[-1], *cfg.ltae_decoder]
-        want = (2 * C + (C * d + d) + 2 * d + heads * dk + (d * heads * dk + heads * dk)
+        want = ((C * d + d) + 2 * d + heads * dk + (d * heads * dk + heads * dk)
                 + sum(a * o + 3 * o for a, o in zip(mlp, mlp[1:])) + 2 * mlp[-1]
                 + sum(a * o + 3 * o for a, o in zip(dec, dec[1:])) + (dec[-1] * K + K))
     assert n == want

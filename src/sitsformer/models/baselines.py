@@ -211,9 +211,8 @@ class TempCNN(_PixelSeriesClassifier):
 class LTAE(_PixelSeriesClassifier):
     """Lightweight Temporal Attention Encoder classifier.
 
-    Per date: layer norm over the bands, a linear projection to ``ltae_d_model`` channels,
-    layer norm, plus the sinusoidal encoding of the day of year (period 1000; the same
-    ``d_model / heads`` sinusoids repeated for every head). Each of ``ltae_heads`` heads has a
+    Per date: a linear projection of the bands to ``ltae_d_model`` channels, layer norm, plus
+    the sinusoidal encoding of the day of year (period 1000; the same ``d_model / heads`` sinusoids repeated for every head). Each of ``ltae_heads`` heads has a
     learned master query of ``ltae_d_k`` dimensions; keys are a linear map of the dates
     (``d_model -> heads * d_k``), values are the head's own ``d_model / heads`` channels (no
     projection); the weights are a softmax over the valid dates of the scaled dot products. The
@@ -224,7 +223,7 @@ class LTAE(_PixelSeriesClassifier):
     Parameters (C bands, D = d_model, h heads, d = d_k, widths m_1..m_j of ltae_mlp with
     m_0 = D, widths u_1..u_r of ltae_decoder with u_0 = m_j, K classes)::
 
-        2C + (C*D + D) + 2D + h*d + (D*h*d + h*d)
+        (C*D + D) + 2D + h*d + (D*h*d + h*d)
         + sum_i (m_{i-1}*m_i + 3 m_i) + 2 m_j + sum_i (u_{i-1}*u_i + 3 u_i) + (u_r*K + K)
     """
 
@@ -235,7 +234,10 @@ class LTAE(_PixelSeriesClassifier):
         super().__init__(config, **kwargs)
         cfg = self.config
         d_model, heads, d_k = cfg.ltae_d_model, cfg.ltae_heads, cfg.ltae_d_k
-        self.in_norm = nn.LayerNorm(cfg.in_channels)
+        # No layer norm over the bands before the projection (the reference's input is the
+        # 128 channels of its pixel-set encoder): over raw bands it keeps only their pattern
+        # within a date (two bands: the sign of their difference; one band: nothing). The
+        # bands arrive standardised by the input spec.
         self.in_proj = nn.Linear(cfg.in_channels, d_model)
         self.proj_norm = nn.LayerNorm(d_model)
         self.query = nn.Parameter(torch.empty(heads, d_k))
@@ -304,7 +306,7 @@ class LTAE(_PixelSeriesClassifier):
                          dates: torch.Tensor | None = None) -> torch.Tensor:
         """The encoder's output ``(B, ltae_mlp[-1])`` (before the decoder); ``dates`` unused."""
         series, masks = self.pixel_series(sequences, masks, doy, pixel_mask)
-        x = self.proj_norm(self.in_proj(self.in_norm(series)))
+        x = self.proj_norm(self.in_proj(series))
         x = x + self.date_encoding(self._positions(doy, masks)).to(x.dtype)
         out, _ = self.attention(x, masks)
         return self.out_norm(self.drop(self.mlp(out)))
