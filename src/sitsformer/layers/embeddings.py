@@ -50,6 +50,7 @@ class Conv3dEmbed(nn.Module):
         patch_size: int,
         channels: tuple[int, int] = (32, 64),
         kernel: tuple[int, int, int] = (5, 3, 3),
+        norm: bool = False,
     ):
         super().__init__()
         self.patch_size = patch_size
@@ -67,6 +68,9 @@ class Conv3dEmbed(nn.Module):
             in_channels + 4 * pad_d - 2 * (kernel[0] - 1),
             patch_size + 4 * pad_s - 2 * (kernel[1] - 1),
         ]
+        # The original code's stem: BatchNorm3d after each ReLU (keys norms.0.*, norms.1.*).
+        self.norms = (nn.ModuleList([nn.BatchNorm3d(channels[0]), nn.BatchNorm3d(channels[1])])
+                      if norm else None)
         self.num_features = channels[1] * out[0] * out[1] * out[1]
         self.proj = nn.Linear(self.num_features, embed_dim)
         self.fast = True  # matmuls instead of nn.Conv3d (same numbers)
@@ -88,7 +92,12 @@ class Conv3dEmbed(nn.Module):
         b, _, h, w = x.shape
         if not self.fast:
             patches = rearrange(x, "b c (gh p1) (gw p2) -> (b gh gw) 1 c p1 p2", p1=p, p2=p)
-            feats = self.conv(patches).flatten(1)  # (B * N, num_features)
+            hid = patches
+            for i, conv in enumerate((self.conv[0], self.conv[2])):
+                hid = F.relu(conv(hid))
+                if self.norms is not None:
+                    hid = self.norms[i](hid)
+            feats = hid.flatten(1)  # (B * N, num_features)
             return rearrange(self.proj(feats), "(b n) d -> b n d", b=b)
         vol = rearrange(x, "b c (gh p1) (gw p2) -> (b gh gw) c p1 p2 1", p1=p, p2=p)
         if torch.is_autocast_enabled(x.device.type):
@@ -109,13 +118,40 @@ class Conv3dEmbed(nn.Module):
                 if not last:
                     out = out.view(hid.shape[0], *_out_size(in_size, conv.kernel_size,
                                                              conv.padding), -1)
+                    out = self._norm(i, out, channels_last=True)
+                else:
+                    out = self._norm(i, out.view(out.shape[0], conv.out_channels, -1),
+                                     channels_last=False).flatten(1)
             else:
-                out = F.relu(conv3d_as_matmul(hid, conv.weight, conv.bias, conv.padding))
+                out = self._norm(i, F.relu(conv3d_as_matmul(hid, conv.weight, conv.bias,
+                                                            conv.padding)), channels_last=True)
                 if last:
                     out = rearrange(out, "m d h w c -> m (c d h w)")
             hid = out
         feats = hid  # (M, num_features) in nn.Conv3d's flatten order
         return rearrange(self.proj(feats), "(b n) d -> b n d", b=b)
+
+
+    def _norm(self, i: int, x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+        """The ``i``-th BatchNorm3d (when the stem has them) on ``x``: channels last
+        ``(M, ..., C)`` or ``(M, C, L)``; the module's own statistics and update rule."""
+        if self.norms is None:
+            return x
+        bn = self.norms[i]
+        if channels_last:
+            return self._batch_norm(bn, x.movedim(-1, 1)).movedim(1, -1)
+        return self._batch_norm(bn, x)
+
+    @staticmethod
+    def _batch_norm(bn: nn.BatchNorm3d, x: torch.Tensor) -> torch.Tensor:
+        training = bn.training or bn.running_mean is None
+        momentum = bn.momentum
+        if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+            bn.num_batches_tracked.add_(1)
+            if momentum is None:
+                momentum = 1.0 / float(bn.num_batches_tracked)
+        return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, training,
+                            momentum or 0.0, bn.eps)
 
 
 def conv3d_as_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,

@@ -30,6 +30,7 @@ from sitsformer.models.factory import (
     resolve_model_config,
     variant_config,
 )
+from sitsformer.models.original import OriginalCheckpointError, load_original_checkpoint
 from sitsformer.models.pretrained import (
     PretrainedMismatchError,
     build_finetune_model,
@@ -44,6 +45,7 @@ __all__ = [
     "FORMAT",
     "CheckpointError",
     "CheckpointWriteError",
+    "OriginalCheckpointError",
     "PretrainedMismatchError",
     "SITSFormer",
     "SITSEnsemble",
@@ -55,6 +57,7 @@ __all__ = [
     "list_models",
     "load_checkpoint",
     "load_model",
+    "load_original_checkpoint",
     "load_pretrained_encoder",
     "model_from_checkpoint",
     "model_from_config",

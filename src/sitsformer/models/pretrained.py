@@ -8,6 +8,9 @@
   only keys the model may miss are its head's, and the band set, date encoding and architecture
   must match (:func:`check_encoder_compatible`). The model then gets a fresh head.
 * :func:`build_finetune_model` creates that model from the checkpoint's own configuration.
+* :func:`load_original_checkpoint` reads the original SITS-Former code's files
+  (``checkpoint.bert.tar``, ``checkpoint.tar``; :mod:`sitsformer.models.original`); the
+  functions above take them too, through :func:`~sitsformer.models.load_checkpoint`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from torch import nn
 
 from sitsformer.models.checkpoint import load_checkpoint
 from sitsformer.models.factory import create_sits_former
+from sitsformer.models.original import (  # noqa: F401  (re-exported)
+    OriginalCheckpointError,
+    load_original_checkpoint,
+)
 from sitsformer.models.sits_former import SITSFormer
 
 HEAD_PREFIX = "head."
@@ -27,7 +34,7 @@ PRETRAIN_ONLY = ("mask_token", "decoder.")  # parts of SITSFormerForPretraining,
 # Settings that change the encoder's weights or the meaning of its inputs: they must match.
 MATCHED_SETTINGS = ("in_channels", "bands", "img_size", "patch_size", "stem", "embed_dim",
                     "num_layers", "num_heads", "mlp_ratio", "date_encoding", "reference_date",
-                    "continuous_doy")
+                    "continuous_doy", "norm", "activation", "stem_norm", "stem_channels")
 
 
 class PretrainedMismatchError(ValueError):
