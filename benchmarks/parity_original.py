@@ -4,7 +4,7 @@
 its ``model`` package is imported from there. The script
 
 1. builds the original ``BERT`` (10 bands, 5x5 patches, width 256, 3 layers, 8 heads: its
-   defaults; ``--tiny`` for width 16, 1 layer, 2 heads, stem 4/8 filters), gives every weight,
+   defaults; ``--tiny`` for width 8, 1 layer, 2 heads, stem 2/4 filters), gives every weight,
    BatchNorm statistic and LayerNorm random values (fresh ones would hide a swapped key), and
    wraps it in ``BERTClassification`` and ``BERTPrediction``;
 2. saves the three files the original's trainers write: ``checkpoint.bert.tar``
@@ -43,6 +43,8 @@ from torch import nn
 
 from sitsformer.models import create_sits_former, load_original_checkpoint
 
+TINY = {"hidden": 8, "layers": 1, "heads": 2, "stem": (2, 4)}  # --tiny and the CI fixture
+
 
 def import_original(path: str) -> Any:
     """The original's ``model`` package, imported from its ``code/`` folder."""
@@ -58,25 +60,26 @@ def import_original(path: str) -> Any:
 
 
 def build_original(orig: Any, tiny: bool, bands: int = 10) -> Any:
-    """The original ``BERT``: its defaults, or (``tiny``) the same classes at width 16.
+    """The original ``BERT``: its defaults, or (``tiny``) the same classes at width 8.
 
     At the tiny size the original's own modules are built with smaller sizes (its
     ``BERTEmbedding`` fixes the stem at 32/64 filters and width 256): ``conv1``/``conv2``'s
     ``Conv3d`` and ``BatchNorm3d``, the ``linear`` projection and its ``PositionalEncoding``
-    are replaced by the same classes at 4/8 filters and width 16. The forward is the original's.
+    are replaced by the same classes at 2/4 filters and width 8 (:data:`TINY`). The forward is the original's.
     """
     if not tiny:
         return orig.BERT(num_features=bands, hidden=256, n_layers=3, attn_heads=8, dropout=0.1)
     from model.embedding.position import PositionalEncoding  # the original's class
 
-    hidden = 16
-    bert = orig.BERT(num_features=bands, hidden=hidden, n_layers=1, attn_heads=2, dropout=0.1)
+    hidden, c1, c2 = TINY["hidden"], *TINY["stem"]
+    bert = orig.BERT(num_features=bands, hidden=hidden, n_layers=TINY["layers"],
+                     attn_heads=TINY["heads"], dropout=0.1)
     emb = bert.embedding
-    emb.conv1[0] = nn.Conv3d(1, 4, kernel_size=(5, 3, 3))
-    emb.conv1[2] = nn.BatchNorm3d(4)
-    emb.conv2[0] = nn.Conv3d(4, 8, kernel_size=(5, 3, 3))
-    emb.conv2[2] = nn.BatchNorm3d(8)
-    emb.linear = nn.Linear(8 * 2, hidden)
+    emb.conv1[0] = nn.Conv3d(1, c1, kernel_size=(5, 3, 3))
+    emb.conv1[2] = nn.BatchNorm3d(c1)
+    emb.conv2[0] = nn.Conv3d(c1, c2, kernel_size=(5, 3, 3))
+    emb.conv2[2] = nn.BatchNorm3d(c2)
+    emb.linear = nn.Linear(c2 * 2, hidden)
     emb.position = PositionalEncoding(d_model=hidden, max_len=366)
     emb.embed_size = hidden
     return bert
@@ -158,7 +161,7 @@ def compare(orig_code: str, tiny: bool, tol: float, bf16_tol: float, seed: int =
     randomise(pred, seed + 1)
     for m in (cls, pred):
         m.eval()
-    heads = heads or (2 if tiny else 8)
+    heads = heads or (TINY["heads"] if tiny else 8)
     data = original_batch(batch, t, 10, seed)
     x, doy, mask = data["x"], data["doy"], data["mask"]
     with torch.no_grad():
@@ -215,6 +218,43 @@ def compare(orig_code: str, tiny: bool, tol: float, bf16_tol: float, seed: int =
     return rows
 
 
+def write_fixture(orig_code: str, folder: Path, seed: int = 0) -> None:
+    """The CI fixture (tests/data/original_sitsformer): the three files the original's trainers
+    write, at the tiny size, and ``reference.npz``: a fixed input (``ts`` as stored in the
+    original's files, int16 reflectance x 10000, already padded the way its loaders pad;
+    ``doy``, ``mask``) and the ORIGINAL code's outputs on it (eval mode, fp32): ``features``
+    (its BERT), ``logits`` (BERTClassification), ``recon`` (BERTPrediction)."""
+    import numpy as np
+
+    orig = import_original(orig_code)
+    torch.manual_seed(seed)
+    bert_c = build_original(orig, True)
+    cls = orig.BERTClassification(bert_c, 3)
+    randomise(cls, seed)
+    bert_p = build_original(orig, True)
+    pred = orig.BERTPrediction(bert_p, 10)
+    randomise(pred, seed + 1)
+    cls.eval()
+    pred.eval()
+    gen = torch.Generator().manual_seed(seed)
+    b, t = 3, 8
+    lengths = [8, 5, 2]
+    ts = torch.zeros(b, t, 10, 5, 5, dtype=torch.int16)
+    doy = torch.zeros(b, t, dtype=torch.long)
+    mask = torch.zeros(b, t, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        ts[i, :n] = torch.randint(0, 6000, (n, 10, 5, 5), generator=gen).short()
+        doy[i, :n] = torch.sort(torch.randperm(366, generator=gen)[:n] + 1).values
+        mask[i, :n] = 1
+    x = torch.from_numpy(ts.numpy() / 10000.0).float()  # as its FinetuneDataset + .float()
+    with torch.no_grad():
+        features, logits, recon = bert_c(x, doy, mask), cls(x, doy, mask), pred(x, doy, mask)
+    save_like_original(folder, bert_c, cls, pred)
+    np.savez_compressed(folder / "reference.npz", ts=ts.numpy(), doy=doy.numpy(),
+                        mask=mask.numpy().astype(np.int8), features=features.numpy(),
+                        logits=logits.numpy(), recon=recon.numpy())
+
+
 def time_forward(batch: int, t: int, repeats: int) -> dict[str, float]:
     """Median seconds of an fp32 eval forward, post-norm (exact) against pre-norm."""
     data = original_batch(batch, t, 10, 0)
@@ -236,14 +276,21 @@ def time_forward(batch: int, t: int, repeats: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--orig", required=True, help="the code/ folder of the SITS-Former clone")
-    parser.add_argument("--tiny", action="store_true", help="width 16, 1 layer (fast)")
+    parser.add_argument("--tiny", action="store_true", help="width 8, 1 layer (fast)")
     parser.add_argument("--tol", type=float, default=1e-5, help="fp32 tolerance")
     parser.add_argument("--bf16-tol", type=float, default=0.1,
                         help="bf16 autocast tolerance (against the fp32 original)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--time", action="store_true", help="time post- against pre-norm")
+    parser.add_argument("--write-fixture", metavar="DIR",
+                        help="write the CI fixture (tiny original checkpoints and reference "
+                        "outputs) to DIR and exit")
     args = parser.parse_args(argv)
+    if args.write_fixture:
+        write_fixture(args.orig, Path(args.write_fixture), args.seed)
+        print(f"wrote {sorted(str(p) for p in Path(args.write_fixture).rglob('*') if p.is_file())}")
+        return 0
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = compare(args.orig, args.tiny, args.tol, args.bf16_tol, args.seed, args.batch)
     failed = 0

@@ -80,7 +80,10 @@ def evaluate_model(model: nn.Module, dataset: Dataset, *, spec: InputSpec | None
     if not len(indices):
         raise ValueError(f"{where}: no sample to score")
     first = dataset[int(indices[0])]
-    has_dates = meta.get("time_axis") != "t_index" and "dates" in first
+    # a day of year is a date when the reader says so (the original SITS-Former layout stores
+    # days of year without a year)
+    has_dates = meta.get("time_axis") != "t_index" and (
+        "dates" in first or (meta.get("time_axis") == "dates" and "doy" in first))
     if spec is None:  # the model's bands (names when it has them), the input's time axis
         spec = InputSpec(bands=cfg.bands or [f"band{i}" for i in range(cfg.in_channels)],
                          time_axis="dates" if has_dates else "t_index")

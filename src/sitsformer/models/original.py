@@ -84,6 +84,18 @@ def map_key(key: str, mapping: dict[str, str]) -> str | None:
     return None
 
 
+def original_name(ours: str) -> str:
+    """The original's key that fills our weight ``ours`` (for error messages)."""
+    name = ours[len("encoder."):] if ours.startswith("encoder.") else ours
+    for table, prefix in ((ENCODER_KEYS, "bert." if name != ours or ours.startswith("head.")
+                           else ""), (CLASSIFIER_HEAD, ""), (PRETRAIN_HEAD, "")):
+        for theirs, target in table.items():
+            m = _pattern(target).match(name)
+            if m:
+                return prefix + theirs.format(**m.groupdict())
+    return "?"
+
+
 def detect_original(obj: Any) -> str | None:
     """``"encoder"`` (a ``checkpoint.bert.tar`` state dict), ``"classifier"`` (fine-tuning
     ``checkpoint.tar``), ``"pretrain"`` (pre-training ``checkpoint.tar``) or None (not one)."""
@@ -248,13 +260,14 @@ def _check_complete(model_config: dict[str, Any], state: dict[str, torch.Tensor]
     own = model_from_checkpoint({"model_config": model_config}).state_dict()
     missing = sorted(k for k in set(own) - set(state)
                      if not (allow_missing_head and k.startswith("head.")))
+    missing_named = [f"{k} (the original's {original_name(k)})" for k in missing]
     unexpected = sorted(set(state) - set(own))
     shapes = [f"{k}: {VARIANT} {tuple(own[k].shape)}, checkpoint {tuple(v.shape)}"
               for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
     if missing or unexpected or shapes:
         raise OriginalCheckpointError(
             f"{where}: the original checkpoint does not fill {VARIANT} exactly; missing: "
-            f"{missing}; unexpected: {unexpected}; shapes differ: {shapes}")
+            f"{missing_named}; unexpected: {unexpected}; shapes differ: {shapes}")
 
 
 def read_original(path: str | os.PathLike[str]) -> Any:
