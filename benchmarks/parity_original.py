@@ -65,7 +65,8 @@ def build_original(orig: Any, tiny: bool, bands: int = 10) -> Any:
     At the tiny size the original's own modules are built with smaller sizes (its
     ``BERTEmbedding`` fixes the stem at 32/64 filters and width 256): ``conv1``/``conv2``'s
     ``Conv3d`` and ``BatchNorm3d``, the ``linear`` projection and its ``PositionalEncoding``
-    are replaced by the same classes at 2/4 filters and width 8 (:data:`TINY`). The forward is the original's.
+    are replaced by the same classes at 2/4 filters and width 8 (:data:`TINY`). The forward is
+    the original's.
     """
     if not tiny:
         return orig.BERT(num_features=bands, hidden=256, n_layers=3, attn_heads=8, dropout=0.1)
