@@ -138,8 +138,8 @@ class Conv3dEmbed(nn.Module):
         if self.norms is None:
             return x
         bn = self.norms[i]
-        if channels_last:
-            return self._batch_norm(bn, x.movedim(-1, 1)).movedim(1, -1)
+        if channels_last:  # (M * D * H * W, C): BatchNorm1d's layout, the same statistics
+            return self._batch_norm(bn, x.reshape(-1, x.shape[-1])).view(x.shape)
         return self._batch_norm(bn, x)
 
     @staticmethod
