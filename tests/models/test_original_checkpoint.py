@@ -126,3 +126,26 @@ def test_module_prefix_of_data_parallel_is_read(tmp_path, ref):
     clf, _ = load_original_checkpoint(path, num_heads=2)
     with torch.no_grad():
         assert (clf(ref["x"], ref["mask"], ref["doy"]) - ref["logits"]).abs().max() <= TOL
+
+
+def test_evaluate_an_original_classifier_on_its_folders(tmp_path):
+    """evaluate reads the original's fine-tuning checkpoint and its TRAIN/VALIDATE/TEST layout;
+    --split test is the TEST folder (the checkpoint records no split)."""
+    import warnings
+
+    from sitsformer.evaluation.evaluate import evaluate_checkpoint
+
+    rng = np.random.default_rng(0)
+    for name, n in (("TRAIN", 4), ("VALIDATE", 2), ("TEST", 3)):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(n):
+            t = int(rng.integers(2, 8))
+            np.savez(tmp_path / "data" / name / f"{i}.npz",
+                     ts=rng.integers(0, 6000, (t, 10, 5, 5)).astype(np.int16),
+                     doy=np.sort(rng.choice(np.arange(1, 366), t, replace=False)),
+                     class_label=np.array([i % 3]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = evaluate_checkpoint(FINETUNE, str(tmp_path / "data"), str(tmp_path / "rep"),
+                                  progress=False, split="test")
+    assert res["counts"]["scored"] == 3

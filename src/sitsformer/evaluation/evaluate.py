@@ -164,6 +164,15 @@ def select_split(dataset: Any, ckpt: dict[str, Any], split: str, same_source: bo
         split = "test" if same_source and recorded else "all"
     if split == "all":
         idx = np.arange(n)
+    elif not recorded and getattr(dataset, "split", None) is not None and not same_source:
+        # a checkpoint that records no split (e.g. the original SITS-Former's) on a source
+        # with its own (TRAIN/VALIDATE/TEST folders, a split column): that split
+        idx = np.flatnonzero(np.asarray(dataset.split) == split)
+        if not len(idx):
+            raise ValueError(f"{where}: the source's own split has no {split!r} sample "
+                             f"(it has {sorted(set(np.asarray(dataset.split).tolist()))})")
+        notes.append(f"--split {split}: the source's own split ({len(idx)} samples); the "
+                     "checkpoint records none")
     else:
         if not same_source:
             raise ValueError(f"--split {split} needs the training source "
