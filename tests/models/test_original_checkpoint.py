@@ -149,3 +149,18 @@ def test_evaluate_an_original_classifier_on_its_folders(tmp_path):
         res = evaluate_checkpoint(FINETUNE, str(tmp_path / "data"), str(tmp_path / "rep"),
                                   progress=False, split="test")
     assert res["counts"]["scored"] == 3
+
+
+def test_encoders_saved_before_the_layout_settings_still_load():
+    """A pre-training checkpoint whose config has no norm/activation/stem_norm/stem_channels
+    (written before they existed) loads as the pre-norm model it was."""
+    from sitsformer.models import load_pretrained_encoder
+
+    old = create_sits_former("sitsformer_tiny", num_classes=3)
+    config = old.config.to_dict()
+    for key in ("norm", "activation", "stem_norm", "stem_channels"):
+        config.pop(key)
+    ckpt = {"model_config": config, "model_state_dict": old.state_dict()}
+    new = create_sits_former("sitsformer_tiny", num_classes=5)
+    report = load_pretrained_encoder(new, ckpt)
+    assert report["missing"] == ["head.bias", "head.weight"]

@@ -21,6 +21,7 @@ from typing import Any
 from torch import nn
 
 from sitsformer.models.checkpoint import load_checkpoint
+from sitsformer.models.config import SITSFormerConfig
 from sitsformer.models.factory import create_sits_former
 from sitsformer.models.original import (  # noqa: F401  (re-exported)
     OriginalCheckpointError,
@@ -95,8 +96,12 @@ def check_encoder_compatible(model_config: dict[str, Any], pretrained_config: di
     architecture (image and patch size, stem, width, depth, heads) must be the same.
     """
     problems = []
+    # a setting missing from a config written before it existed has its default (norm "pre",
+    # activation "gelu", no stem BatchNorm, stem 32/64: what such a model was)
+    defaults = SITSFormerConfig().to_dict()
     for key in MATCHED_SETTINGS:
-        mine, theirs = model_config.get(key), pretrained_config.get(key)
+        mine = model_config.get(key, defaults.get(key))
+        theirs = pretrained_config.get(key, defaults.get(key))
         if key == "bands" and (mine is None or theirs is None):
             continue  # band names unknown on one side: the band count is still checked
         if mine != theirs:
