@@ -164,3 +164,12 @@ def test_encoders_saved_before_the_layout_settings_still_load():
     new = create_sits_former("sitsformer_tiny", num_classes=5)
     report = load_pretrained_encoder(new, ckpt)
     assert report["missing"] == ["head.bias", "head.weight"]
+
+
+def test_finetune_from_the_originals_pretraining_checkpoint():
+    """Its pre-training checkpoint.tar as --pretrained: the encoder loads, the reconstruction
+    head and the (zero) mask token are left out."""
+    model, report = build_finetune_model(PRETRAIN, num_classes=4)
+    assert sorted(report["dropped"]) == ["decoder.bias", "decoder.weight", "mask_token"]
+    assert report["missing"] == ["head.bias", "head.weight"]
+    assert model.config.norm == "post"
