@@ -1,6 +1,6 @@
 """Encodings of acquisition dates, added to every token of a date.
 
-Three kinds:
+Four kinds:
 
 * ``sinusoidal`` (default): a fixed sine/cosine code of the day of year (1..366), as in
   SITS-Former. Irregular dates and different dates per sample are handled naturally. The day
@@ -107,7 +107,7 @@ class DateEncoding(nn.Module):
 
     def forward(self, positions: torch.Tensor) -> torch.Tensor:
         if self.kind == "original":
-            if not torch.compiler.is_compiling():
+            if not torch.compiler.is_compiling() and positions.numel():
                 lo, hi = int(positions.min()), int(positions.max())
                 if lo < 0 or hi >= self.pe.shape[0]:
                     raise ValueError(

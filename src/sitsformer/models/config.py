@@ -73,6 +73,8 @@ class SITSFormerConfig:
         need(self.norm in NORMS, f"norm must be one of {NORMS}, got {self.norm!r}")
         need(self.activation in ACTIVATIONS,
              f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        need(not self.stem_norm or self.stem == "conv3d",
+             f"stem_norm (BatchNorm3d in the stem) needs stem='conv3d', got {self.stem!r}")
         self.stem_channels = list(self.stem_channels)
         need(len(self.stem_channels) == 2
              and all(isinstance(c, int) and c > 0 for c in self.stem_channels),
