@@ -41,6 +41,10 @@ class Conv3dEmbed(nn.Module):
     parameters, same state-dict keys) but much faster on CPU, above all in bf16 where oneDNN's
     3-D convolution backward is slow for these tiny volumes. Set ``fast = False`` to run the
     ``nn.Conv3d`` modules themselves (the reference).
+
+    ``norm=True`` adds the original code's ``BatchNorm3d`` after each ReLU (modules
+    ``norms.0``, ``norms.1``; on the fast path the same statistics, update rule and numbers as
+    the modules: ``tests/layers/test_fast_stem.py``). ``channels`` sets the filter counts.
     """
 
     def __init__(
@@ -130,7 +134,6 @@ class Conv3dEmbed(nn.Module):
             hid = out
         feats = hid  # (M, num_features) in nn.Conv3d's flatten order
         return rearrange(self.proj(feats), "(b n) d -> b n d", b=b)
-
 
     def _norm(self, i: int, x: torch.Tensor, channels_last: bool) -> torch.Tensor:
         """The ``i``-th BatchNorm3d (when the stem has them) on ``x``: channels last
