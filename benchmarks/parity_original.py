@@ -16,7 +16,11 @@ its ``model`` package is imported from there. The script
    encoder features (every date, padded ones included, and the valid dates with token
    packing), logits, pre-training reconstructions, in fp32 (tolerance ``--tol``, 1e-5) and
    under bf16 autocast (``--bf16-tol``, against the fp32 original), with the dense conv3d
-   stem and with ``nn.Conv3d`` itself.
+   stem and with ``nn.Conv3d`` itself;
+4. compares one training step's function: both classifiers in train mode with every dropout
+   at 0 (BatchNorm on batch statistics): the loss, the gradient of every weight and the
+   BatchNorm running statistics after it (tolerance 1e-4: the stem's gradients are sums over
+   every patch of the batch).
 
 Prints every largest absolute difference and exits 1 when one is over its tolerance.
 ``--time`` adds a timing of the fp32 forward of ``sitsformer_original_exact`` (post-norm) against
@@ -216,7 +220,48 @@ def compare(orig_code: str, tiny: bool, tol: float, bf16_tol: float, seed: int =
                 if not packing:
                     rows.append((f"reconstructions, all dates ({name})",
                                  max_diff(out["pred"], ref_recon), limit))
+    rows += compare_training(cls, x, doy, mask, paths_heads=(orig_code, tiny, heads, seed))
     return rows
+
+
+def compare_training(cls: nn.Module, x: torch.Tensor, doy: torch.Tensor, mask: torch.Tensor,
+                     paths_heads: tuple[str, bool, int, int], tol: float = 1e-4
+                     ) -> list[tuple[str, float, float]]:
+    """One training step's function: both classifiers in train mode with every dropout at 0
+    (BatchNorm on batch statistics), the padded batch: cross-entropy gradients of every
+    weight (ours named through the key map) and the BatchNorm running statistics after it."""
+    _, tiny, heads, seed = paths_heads
+    for m in cls.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+        if isinstance(m, nn.MultiheadAttention):
+            m.dropout = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "checkpoint.tar"
+        torch.save({"epoch": 0, "model_state_dict": cls.state_dict(),
+                    "optimizer_state_dict": {}}, path)
+        ours, ck = load_original_checkpoint(path, num_heads=heads, dropout=0.0,
+                                            attn_dropout=0.0)
+    ours.set_token_packing(False)
+    cls.train()
+    ours.train()
+    y = torch.randint(0, cls.classification.linear.out_features, (x.shape[0],),
+                      generator=torch.Generator().manual_seed(seed))
+    loss_o = nn.functional.cross_entropy(cls(x, doy, mask), y)
+    loss_s = nn.functional.cross_entropy(ours(x, mask.bool(), doy), y)
+    loss_o.backward()
+    loss_s.backward()
+    mine = dict(ours.named_parameters())
+    grad = max(max_diff(p.grad, mine[ck["original_keys"][k]].grad)
+               for k, p in cls.named_parameters())
+    buffers = dict(ours.named_buffers())
+    stats = max(max_diff(b, buffers[ck["original_keys"][k]])
+                for k, b in cls.named_buffers() if "running" in k)
+    cls.eval()
+    return [("training: loss (train mode, dropout 0, padded batch, fp32)",
+             max_diff(loss_o, loss_s), tol),
+            ("training: largest gradient difference over every weight", grad, tol),
+            ("training: BatchNorm running statistics after the step", stats, tol)]
 
 
 def write_fixture(orig_code: str, folder: Path, seed: int = 0) -> None:
