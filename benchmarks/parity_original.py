@@ -269,7 +269,9 @@ def write_fixture(orig_code: str, folder: Path, seed: int = 0) -> None:
     write, at the tiny size, and ``reference.npz``: a fixed input (``ts`` as stored in the
     original's files, int16 reflectance x 10000, already padded the way its loaders pad;
     ``doy``, ``mask``) and the ORIGINAL code's outputs on it (eval mode, fp32): ``features``
-    (its BERT), ``logits`` (BERTClassification), ``recon`` (BERTPrediction)."""
+    (its BERT), ``logits`` (BERTClassification), ``recon`` (BERTPrediction); and one training
+    step of the classifier (train mode, every dropout 0): ``train_logits`` and, for labels
+    ``y``, the cross-entropy gradient of every weight (``grad:<its key>``)."""
     import numpy as np
 
     orig = import_original(orig_code)
@@ -296,9 +298,24 @@ def write_fixture(orig_code: str, folder: Path, seed: int = 0) -> None:
     with torch.no_grad():
         features, logits, recon = bert_c(x, doy, mask), cls(x, doy, mask), pred(x, doy, mask)
     save_like_original(folder, bert_c, cls, pred)
+    # one training step's function: a copy in train mode, every dropout at 0
+    import copy
+
+    train = copy.deepcopy(cls)
+    for m in train.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+        if isinstance(m, nn.MultiheadAttention):
+            m.dropout = 0.0
+    train.train()
+    y = torch.tensor([2, 0, 1])
+    train_logits = train(x, doy, mask)
+    nn.functional.cross_entropy(train_logits, y).backward()
+    grads = {f"grad:{k}": p.grad.numpy() for k, p in train.named_parameters()}
     np.savez_compressed(folder / "reference.npz", ts=ts.numpy(), doy=doy.numpy(),
                         mask=mask.numpy().astype(np.int8), features=features.numpy(),
-                        logits=logits.numpy(), recon=recon.numpy())
+                        logits=logits.numpy(), recon=recon.numpy(), y=y.numpy(),
+                        train_logits=train_logits.detach().numpy(), **grads)
 
 
 def time_forward(batch: int, t: int, repeats: int) -> dict[str, float]:

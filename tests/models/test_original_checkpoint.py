@@ -173,3 +173,23 @@ def test_finetune_from_the_originals_pretraining_checkpoint():
     assert sorted(report["dropped"]) == ["decoder.bias", "decoder.weight", "mask_token"]
     assert report["missing"] == ["head.bias", "head.weight"]
     assert model.config.norm == "post"
+
+
+@pytest.mark.parametrize("fast_stem", [True, False])
+def test_a_training_step_equals_the_originals(fast_stem):
+    """Train mode, every dropout 0 (BatchNorm on batch statistics), the padded batch: the
+    logits and the cross-entropy gradient of every weight are the original's."""
+    z = np.load(FIXTURE / "reference.npz")
+    clf, ckpt = load_original_checkpoint(FINETUNE, num_heads=2, dropout=0.0, attn_dropout=0.0)
+    clf.set_token_packing(False)
+    clf.embed.fast = fast_stem
+    clf.train()
+    x = torch.from_numpy(z["ts"] / 10000.0).float()
+    logits = clf(x, torch.from_numpy(z["mask"]).bool(), torch.from_numpy(z["doy"]).long())
+    torch.nn.functional.cross_entropy(logits, torch.from_numpy(z["y"])).backward()
+    assert (logits.detach() - torch.from_numpy(z["train_logits"])).abs().max() <= TOL
+    params = dict(clf.named_parameters())
+    for key, ours in ckpt["original_keys"].items():
+        if f"grad:{key}" in z.files:
+            ref = torch.from_numpy(z[f"grad:{key}"])
+            assert (params[ours].grad - ref).abs().max() <= TOL, key
