@@ -119,6 +119,7 @@ def test_data_inspect_describes_it(tmp_path, capsys):
         write_folder(tmp_path / "ft" / name, 3, k, True)
     assert main(["data", "inspect", str(tmp_path / "ft"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert "original SITS-Former" in info["format"] and "TRAIN/VALIDATE/TEST" in info["format"]
+    assert "original SITS-Former" in info["format"]
+    assert "fine-tuning (TRAIN 3, VALIDATE 3, TEST 3 files)" in info["format"]
     assert (info["samples"], info["C"], info["H"]) == (9, 10, 5)
     assert info["scale"]["given"] == 10000 and info["date_range"].startswith("day of year")

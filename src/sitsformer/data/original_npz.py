@@ -103,13 +103,16 @@ class OriginalNpzFolder(SITSDataset):
                             f"SITS-Former layout), found no such folder")
         split_dirs = [(root / name, tag) for name, tag in SPLIT_FOLDERS.items()
                       if (root / name).is_dir()]
-        layout = "fine-tuning (TRAIN/VALIDATE/TEST)" if split_dirs else "pre-training"
         files: list[Path] = []
         split: list[str] = []
+        counts = []
         for d, tag in split_dirs or [(root, "train")]:
             found = sorted(d.glob("*.npz"))
             files += found
             split += [tag] * len(found)
+            counts.append(f"{d.name} {len(found)}")
+        layout = (f"fine-tuning ({', '.join(counts)} files)" if split_dirs
+                  else f"pre-training ({len(files)} files)")
         if not files:
             where = ", ".join(str(d) for d, _ in split_dirs) or str(root)
             raise DataError(f"{where}: no .npz files (expected one file per sample with 'ts' "
