@@ -135,18 +135,10 @@ def test_evaluate_an_original_classifier_on_its_folders(tmp_path):
 
     from sitsformer.evaluation.evaluate import evaluate_checkpoint
 
-    rng = np.random.default_rng(0)
-    for name, n in (("TRAIN", 4), ("VALIDATE", 2), ("TEST", 3)):
-        (tmp_path / "data" / name).mkdir(parents=True)
-        for i in range(n):
-            t = int(rng.integers(2, 8))
-            np.savez(tmp_path / "data" / name / f"{i}.npz",
-                     ts=rng.integers(0, 6000, (t, 10, 5, 5)).astype(np.int16),
-                     doy=np.sort(rng.choice(np.arange(1, 366), t, replace=False)),
-                     class_label=np.array([i % 3]))
+    data = _original_folders(tmp_path / "data")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = evaluate_checkpoint(FINETUNE, str(tmp_path / "data"), str(tmp_path / "rep"),
+        res = evaluate_checkpoint(FINETUNE, str(data), str(tmp_path / "rep"),
                                   progress=False, split="test")
     assert res["counts"]["scored"] == 3
 
@@ -193,3 +185,44 @@ def test_a_training_step_equals_the_originals(fast_stem):
         if f"grad:{key}" in z.files:
             ref = torch.from_numpy(z[f"grad:{key}"])
             assert (params[ours].grad - ref).abs().max() <= TOL, key
+
+
+def _original_folders(root, seed=0):
+    rng = np.random.default_rng(seed)
+    for name, n in (("TRAIN", 6), ("VALIDATE", 3), ("TEST", 3)):
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            t = int(rng.integers(2, 8))
+            np.savez(root / name / f"{i}.npz",
+                     ts=rng.integers(0, 6000, (t, 10, 5, 5)).astype(np.int16),
+                     doy=np.sort(rng.choice(np.arange(1, 366), t, replace=False)),
+                     class_label=np.array([i % 3]))
+    return root
+
+
+def test_cli_finetune_from_checkpoint_bert_tar(tmp_path, capsys):
+    """`sitsformer finetune --pretrained checkpoint.bert.tar` on the original's folders, the
+    way docs/from_the_original.md writes the command (the fixture's width 8 takes the default
+    8 heads)."""
+    import json
+
+    import yaml
+
+    from sitsformer.cli import main
+
+    data = _original_folders(tmp_path / "data")
+    config = {"data": {"source": str(data), "split": "upstream", "scale": 10000.0,
+                       "normalize": False, "batch_size": 4, "options": {"num_classes": 3}},
+              "optim": {"type": "adam", "lr": 2.0e-4, "weight_decay": 1.0e-4},
+              "schedule": {"type": "constant", "warmup_epochs": 0},
+              "train": {"epochs": 1, "grad_clip": None, "monitor": "val_macro_f1"},
+              "logging": {"run_dir": str(tmp_path / "runs"), "tensorboard": False,
+                          "plots": False, "progress": False}}
+    (tmp_path / "finetune.yaml").write_text(yaml.safe_dump(config))
+    code = main(["finetune", "--config", str(tmp_path / "finetune.yaml"), "--pretrained",
+                 str(BERT), "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    result = json.loads(out[out.index("{"):])
+    assert len(result["pretrained"]["loaded"]) == len(_raw(BERT))
+    assert result["data"]["split_sizes"]["test"] == 3
