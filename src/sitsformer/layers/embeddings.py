@@ -153,13 +153,14 @@ class Conv3dEmbed(nn.Module):
 def _batch_statistics_norm(bn: nn.BatchNorm3d, x: torch.Tensor, dims: tuple[int, ...]
                            ) -> torch.Tensor:
     """``bn`` in training on ``x`` with channels on axis 1 (or the last axis of a 2-D ``x``):
-    batch mean and (biased) variance over ``dims`` in two passes in fp32, running statistics
+    batch mean and (biased) variance over ``dims`` in two passes (fp32 for 16-bit ``x``), running
+    statistics
     updated as ``nn.BatchNorm3d`` updates them (unbiased variance, ``momentum``).
 
     PyTorch's own CPU kernel on this channels-last layout accumulates the variance in one pass
     and loses about 3 digits on these volumes (measured: 5e-3 against fp64 where the
     ``(N, C, D, H, W)`` kernel and this one are within 3e-6)."""
-    xf = x.float()
+    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
     mean = xf.mean(dims, keepdim=True)
     centred = xf - mean
     var = centred.square().mean(dims, keepdim=True)
