@@ -274,7 +274,7 @@ RANGES: dict[str, Range] = {
     "model.embed_dim": _AT_LEAST_1, "model.num_layers": _AT_LEAST_1,
     "model.num_heads": _AT_LEAST_1, "model.mlp_ratio": _POSITIVE,
     "model.dropout": _FRACTION, "model.attn_dropout": _FRACTION,
-    "model.max_seq_len": _AT_LEAST_1,
+    "model.max_seq_len": _AT_LEAST_1, "model.stem_channels": _AT_LEAST_1,
     # data
     "data.demo_samples": _AT_LEAST_1, "data.demo_img_size": _AT_LEAST_1,
     "data.demo_classes": Range(2),
