@@ -23,6 +23,7 @@ Usage::
 
     python benchmarks/bench_vs_original.py --orig /tmp/sits_former_orig/code
     python benchmarks/bench_vs_original.py --orig PATH --pairs 12 --cases train-bf16,infer-bf16
+    python benchmarks/bench_vs_original.py --orig PATH --variant sitsformer_original_exact
 """
 
 from __future__ import annotations
@@ -156,13 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--pixel", action="store_true", help="also the pixel model fp32 vs bf16")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--variant", default="sitsformer_original",
+                        help="sitsformer's side: sitsformer_original (default) or "
+                        "sitsformer_original_exact (the original's exact function)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     num_classes = 8
     torch.manual_seed(0)
     models = {"orig": load_original(args.orig, num_classes),
-              "sitsformer": create_sits_former("sitsformer_original", num_classes=num_classes)}
+              "sitsformer": create_sits_former(args.variant, num_classes=num_classes)}
     n_orig = sum(p.numel() for p in models["orig"].parameters())
     n_ours = sum(p.numel() for p in models["sitsformer"].parameters())
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, T {args.seq_len}; "

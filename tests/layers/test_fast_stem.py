@@ -87,3 +87,29 @@ def test_original_model_fast_stem_same_logits_and_keys() -> None:
     torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
     assert low.dtype == torch.bfloat16
     torch.testing.assert_close(low.float(), ref, atol=0.1, rtol=0.05)
+
+
+@pytest.mark.parametrize("in_channels,patch", [(10, 5), (4, 3)])  # dense maps; im2col (padded)
+def test_stem_batchnorm_fast_equals_modules_in_training(in_channels: int, patch: int) -> None:
+    """The original's BatchNorm3d after each ReLU: the fast path gives the outputs, gradients
+    and running statistics of the nn.Conv3d + nn.BatchNorm3d modules, in training and eval."""
+    torch.manual_seed(0)
+    fast = Conv3dEmbed(in_channels, 16, patch, channels=(4, 8), norm=True)
+    ref = Conv3dEmbed(in_channels, 16, patch, channels=(4, 8), norm=True)
+    ref.load_state_dict(fast.state_dict())
+    ref.fast = False
+    x = torch.randn(6, in_channels, patch, patch)
+    for mode in ("train", "eval"):
+        for m in (fast, ref):
+            m.train(mode == "train")
+            m.zero_grad()
+        out_f, out_r = fast(x), ref(x)
+        torch.testing.assert_close(out_f, out_r, atol=1e-5, rtol=1e-5)
+        out_f.square().sum().backward()
+        out_r.square().sum().backward()
+        for (name, p), q in zip(fast.named_parameters(), ref.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, atol=1e-4, rtol=1e-4, msg=name)
+    for (name, b), c in zip(fast.named_buffers(), ref.buffers()):
+        if b is not None and "dense_index" not in name:
+            torch.testing.assert_close(b, c, msg=name)
+    assert int(fast.norms[0].num_batches_tracked) == 1

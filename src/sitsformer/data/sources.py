@@ -8,7 +8,7 @@ from typing import Any
 from sitsformer.data.dataset import SITSDataset
 from sitsformer.data.errors import DataError, SourceNotRecognizedError
 
-SOURCE_KINDS = ("csv", "geotiff", "eopatch", "pastis", "store", "npz")
+SOURCE_KINDS = ("csv", "geotiff", "eopatch", "pastis", "store", "npz", "original_npz")
 
 
 def detect_source(path: str | Path) -> str:
@@ -40,6 +40,10 @@ def detect_source(path: str | Path) -> str:
         return "pastis"
     if any(p.glob("*.csv")):
         return "csv"
+    from sitsformer.data.original_npz import is_original_folder
+
+    if is_original_folder(p):
+        return "original_npz"
     from sitsformer.data.geotiff import RASTER_SUFFIXES, split_data_cloud_folders
 
     data_dir, _ = split_data_cloud_folders(p)
@@ -47,7 +51,8 @@ def detect_source(path: str | Path) -> str:
         return "geotiff"
     raise SourceNotRecognizedError(
         f"{p}: not a recognised source (looked for a Zarr store, timestamps.json (EOPatch), "
-        f"metadata.geojson + DATA_* (PASTIS), *.csv tables, per-date GeoTIFFs)")
+        f"metadata.geojson + DATA_* (PASTIS), *.csv tables, per-date GeoTIFFs, .npz files "
+        f"with 'ts' and 'doy' (the original SITS-Former layout))")
 
 
 def open_source(path: str | Path, kind: str | None = None, **options: Any) -> SITSDataset:
@@ -56,14 +61,17 @@ def open_source(path: str | Path, kind: str | None = None, **options: Any) -> SI
     Args:
         path: a CSV pixel table (file or folder of train/test CSVs), a folder of per-date
             GeoTIFFs or one raster holding every date, an EOPatch folder, a PASTIS folder, a
-            Zarr sample store or an ``.npz`` in the shared-data schema.
+            Zarr sample store, an ``.npz`` in the shared-data schema, or a folder of
+            per-sample ``.npz`` files in the original SITS-Former layout (``ts``, ``doy``,
+            ``class_label``; pre-training folder or ``TRAIN/VALIDATE/TEST``).
         kind: force the kind (see :func:`detect_source`) instead of detecting it.
         **options: passed to the reader (:func:`~sitsformer.data.csv_table.read_csv_table`,
             :func:`~sitsformer.data.geotiff.read_geotiff_folder`,
             :func:`~sitsformer.data.arrays.read_eopatch`,
             :class:`~sitsformer.data.arrays.PastisDataset`,
             :class:`~sitsformer.data.store.SampleStore`,
-            :func:`~sitsformer.data.arrays.read_npz`).
+            :func:`~sitsformer.data.arrays.read_npz`,
+            :class:`~sitsformer.data.original_npz.OriginalNpzFolder`).
     """
     kind = kind or detect_source(path)
     if kind == "csv":
@@ -90,4 +98,8 @@ def open_source(path: str | Path, kind: str | None = None, **options: Any) -> SI
         from sitsformer.data.arrays import read_npz
 
         return read_npz(path, **options)
+    if kind == "original_npz":
+        from sitsformer.data.original_npz import read_original_folder
+
+        return read_original_folder(path, **options)
     raise DataError(f"unknown source kind {kind!r}; expected one of {SOURCE_KINDS}")

@@ -82,7 +82,10 @@ def evaluate_model(model: nn.Module, dataset: Dataset, *, spec: InputSpec | None
     if not len(indices):
         raise ValueError(f"{where}: no sample to score")
     first = dataset[int(indices[0])]
-    has_dates = meta.get("time_axis") != "t_index" and "dates" in first
+    # a day of year is a date when the reader says so (the original SITS-Former layout stores
+    # days of year without a year)
+    has_dates = meta.get("time_axis") != "t_index" and (
+        "dates" in first or (meta.get("time_axis") == "dates" and "doy" in first))
     if spec is None:  # the model's bands (names when it has them), the input's time axis
         spec = InputSpec(bands=cfg.bands or [f"band{i}" for i in range(cfg.in_channels)],
                          time_axis="dates" if has_dates else "t_index")
@@ -169,6 +172,15 @@ def select_split(dataset: Any, ckpt: dict[str, Any], split: str, same_source: bo
         split = "test" if same_source and recorded else "all"
     if split == "all":
         idx = np.arange(n)
+    elif not recorded and getattr(dataset, "split", None) is not None and not same_source:
+        # a checkpoint that records no split (e.g. the original SITS-Former's) on a source
+        # with its own (TRAIN/VALIDATE/TEST folders, a split column): that split
+        idx = np.flatnonzero(np.asarray(dataset.split) == split)
+        if not len(idx):
+            raise ValueError(f"{where}: the source's own split has no {split!r} sample "
+                             f"(it has {sorted(set(np.asarray(dataset.split).tolist()))})")
+        notes.append(f"--split {split}: the source's own split ({len(idx)} samples); the "
+                     "checkpoint records none")
     else:
         if not same_source:
             raise ValueError(f"--split {split} needs the training source "

@@ -1,6 +1,6 @@
 """Encodings of acquisition dates, added to every token of a date.
 
-Three kinds:
+Four kinds:
 
 * ``sinusoidal`` (default): a fixed sine/cosine code of the day of year (1..366), as in
   SITS-Former. Irregular dates and different dates per sample are handled naturally. The day
@@ -9,6 +9,9 @@ Three kinds:
 * ``learned``: one learned vector per day of year (0..366).
 * ``days_since``: the sinusoidal code of the number of days since a reference date, for
   seasons that cross 1 January (a winter crop sown in October and harvested in June).
+* ``original``: the original SITS-Former code's table (:func:`original_doy_table`): day of
+  year 0 (padding) has a zero code, day ``d`` in 1..366 the interleaved sine/cosine code of
+  ``d - 1``. Kept as a buffer, so an original checkpoint's table is loaded as it was saved.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-DATE_ENCODINGS = ("sinusoidal", "learned", "days_since")
+DATE_ENCODINGS = ("sinusoidal", "learned", "days_since", "original")
 
 
 def sinusoidal_encoding(positions: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -70,6 +73,18 @@ def continuous_doy(doy: torch.Tensor, valid: torch.Tensor | None = None) -> torc
     return torch.where(valid, d + 365 * years, d)
 
 
+def original_doy_table(dim: int, max_len: int = 366) -> torch.Tensor:
+    """The original SITS-Former's date table ``(max_len + 1, dim)`` float32, computed as its
+    ``PositionalEncoding`` does: row 0 zeros, row ``d`` = ``sin``/``cos`` (interleaved: even
+    columns sines, odd columns cosines) of ``(d - 1) * 10000 ** (-2i / dim)``."""
+    table = torch.zeros(max_len + 1, dim)
+    position = torch.arange(0, max_len).float().unsqueeze(1)
+    div_term = (torch.arange(0, dim, 2).float() * -(math.log(10000.0) / dim)).exp()
+    table[1:, 0::2] = torch.sin(position * div_term)
+    table[1:, 1::2] = torch.cos(position * div_term)[:, : dim // 2]
+    return table
+
+
 class DateEncoding(nn.Module):
     """Map date positions ``(B, T)`` to codes ``(B, T, D)``.
 
@@ -87,8 +102,18 @@ class DateEncoding(nn.Module):
         self.table = nn.Embedding(367, dim) if kind == "learned" else None
         if self.table is not None:
             nn.init.trunc_normal_(self.table.weight, std=0.02)
+        if kind == "original":
+            self.register_buffer("pe", original_doy_table(dim))
 
     def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        if self.kind == "original":
+            if not torch.compiler.is_compiling() and positions.numel():
+                lo, hi = int(positions.min()), int(positions.max())
+                if lo < 0 or hi >= self.pe.shape[0]:
+                    raise ValueError(
+                        f"the original date table expects day-of-year values in "
+                        f"0..{self.pe.shape[0] - 1}, found {lo}..{hi}")
+            return self.pe[positions.long()]
         if self.table is not None:
             if torch.compiler.is_compiling():
                 # Under torch.compile / torch.export the range check (a value-dependent host

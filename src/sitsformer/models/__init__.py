@@ -36,6 +36,7 @@ from sitsformer.models.factory import (
     resolve_model_config,
     variant_config,
 )
+from sitsformer.models.original import OriginalCheckpointError, load_original_checkpoint
 from sitsformer.models.pretrained import (
     PretrainedMismatchError,
     build_finetune_model,
@@ -55,6 +56,7 @@ __all__ = [
     "create_model",
     "CheckpointError",
     "CheckpointWriteError",
+    "OriginalCheckpointError",
     "PretrainedMismatchError",
     "SITSFormer",
     "SITSEnsemble",
@@ -66,6 +68,7 @@ __all__ = [
     "list_models",
     "load_checkpoint",
     "load_model",
+    "load_original_checkpoint",
     "load_pretrained_encoder",
     "model_from_checkpoint",
     "model_from_config",

@@ -21,7 +21,8 @@ Reading never runs code: :func:`load_checkpoint` uses ``weights_only=True`` and 
 failure (empty, truncated or corrupt file, a file holding Python objects) into one
 :class:`CheckpointError` line naming the file and the reason. Checkpoints written the way the
 public tutorial writes them (a dict with ``model_state_dict``, ``optimizer_state_dict``,
-``model_config``, ``epoch`` ...) are imported on reading (see :func:`load_checkpoint`).
+``model_config``, ``epoch`` ...) are imported on reading (see :func:`load_checkpoint`), and so
+are the original SITS-Former code's files (:mod:`sitsformer.models.original`).
 """
 
 from __future__ import annotations
@@ -203,6 +204,13 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: expected a checkpoint dict, found "
                               f"{type(ckpt).__name__}")
+    from sitsformer.models.original import detect_original, original_to_checkpoint
+
+    if detect_original(ckpt) is not None:  # the original SITS-Former code's files
+        try:
+            return original_to_checkpoint(ckpt, str(path))
+        except ValueError as err:
+            raise CheckpointError(str(err)) from None
     if "format" in ckpt:  # a library checkpoint stores every setting of its version
         _settings_before_continuous_doy(ckpt.get("model_config"))
     elif "model_state_dict" in ckpt:

@@ -31,7 +31,9 @@ ARCHS = ("sitsformer", "tempcnn", "ltae")
 # settings that only the SITS-Former reads; a baseline arch gets their defaults
 SITSFORMER_ONLY = ("patch_size", "embed_dim", "num_layers", "num_heads", "mlp_ratio", "dropout",
                    "attn_dropout", "stem", "date_encoding", "reference_date", "continuous_doy",
-                   "pool")
+                   "pool", "norm", "activation", "stem_norm", "stem_channels")
+NORMS = ("pre", "post")
+ACTIVATIONS = ("gelu", "relu")
 
 
 @dataclass
@@ -71,6 +73,13 @@ class SITSFormerConfig:
     ltae_d_k: int = 8  # ... of 8 dimensions (keys too) ...
     ltae_mlp: list[int] = dataclasses.field(default_factory=lambda: [128])  # d_model -> 128
     ltae_decoder: list[int] = dataclasses.field(default_factory=lambda: [64, 32])  # -> classes
+    # The original code's layout (variant sitsformer_original_exact, models/original.py):
+    # "post" = post-norm layers (x = norm(x + f(x))) with the final norm on every token before
+    # pooling and the head on the pooled feature; "pre" = pre-norm, norm on the pooled feature.
+    norm: str = "pre"
+    activation: str = "gelu"  # of the MLPs: "gelu" or "relu" (the original's)
+    stem_norm: bool = False  # conv3d stem: BatchNorm3d after each ReLU (the original's)
+    stem_channels: list[int] = dataclasses.field(default_factory=lambda: [32, 64])  # conv3d
 
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -107,6 +116,15 @@ class SITSFormerConfig:
         need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
         need(self.stem in STEMS, f"stem must be one of {STEMS}, got {self.stem!r}")
         need(self.pool in POOLS, f"pool must be one of {POOLS}, got {self.pool!r}")
+        need(self.norm in NORMS, f"norm must be one of {NORMS}, got {self.norm!r}")
+        need(self.activation in ACTIVATIONS,
+             f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        need(not self.stem_norm or self.stem == "conv3d",
+             f"stem_norm (BatchNorm3d in the stem) needs stem='conv3d', got {self.stem!r}")
+        self.stem_channels = list(self.stem_channels)
+        need(len(self.stem_channels) == 2
+             and all(isinstance(c, int) and c > 0 for c in self.stem_channels),
+             f"stem_channels must be two positive integers, got {self.stem_channels!r}")
         need(self.date_encoding in DATE_ENCODINGS,
              f"date_encoding must be one of {DATE_ENCODINGS}, got {self.date_encoding!r}")
         need(self.date_encoding != "days_since" or self.reference_date is not None,

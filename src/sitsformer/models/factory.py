@@ -115,6 +115,17 @@ def sitsformer_original() -> dict[str, Any]:
 
 
 @register_model
+def sitsformer_original_exact() -> dict[str, Any]:
+    """The original code's function, layer for layer (loads its checkpoints exactly: see
+    :func:`sitsformer.models.original.load_original_checkpoint`): ``sitsformer_original`` with
+    post-norm layers, ReLU MLPs, the final norm on every token before max-pooling, BatchNorm3d
+    in the stem, the original's day-of-year table, attention dropout 0.1 and 75 dates."""
+    return dict(sitsformer_original(), norm="post", activation="relu", stem_norm=True,
+                date_encoding="original", continuous_doy=False, attn_dropout=0.1,
+                max_seq_len=75)
+
+
+@register_model
 def sitsformer_pixel() -> dict[str, Any]:
     """Pixel time series (H = W = 1), 10 bands; the original encoder with a linear embedding."""
     return dict(img_size=1, patch_size=1, in_channels=10, embed_dim=128, num_layers=3,

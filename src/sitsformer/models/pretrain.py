@@ -244,7 +244,8 @@ class SITSFormerForPretraining(nn.Module):
         hidden = hidden.bool() & masks
         tokens, _ = enc.forward_features(x, masks, doy, pixel_mask, dates, hidden=hidden,
                                          mask_token=self.mask_token)
-        tokens = enc.norm(tokens)  # (B, T, N, D)
+        if enc.config.norm == "pre":  # "post": forward_features applied the final norm
+            tokens = enc.norm(tokens)  # (B, T, N, D)
         cfg = enc.config
         p, side = cfg.patch_size, cfg.img_size // cfg.patch_size
         if self.target == "center":

@@ -8,6 +8,9 @@
   only keys the model may miss are its head's, and the band set, date encoding and architecture
   must match (:func:`check_encoder_compatible`). The model then gets a fresh head.
 * :func:`build_finetune_model` creates that model from the checkpoint's own configuration.
+* :func:`load_original_checkpoint` reads the original SITS-Former code's files
+  (``checkpoint.bert.tar``, ``checkpoint.tar``; :mod:`sitsformer.models.original`); the
+  functions above take them too, through :func:`~sitsformer.models.load_checkpoint`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,12 @@ from typing import Any
 from torch import nn
 
 from sitsformer.models.checkpoint import load_checkpoint
+from sitsformer.models.config import SITSFormerConfig
 from sitsformer.models.factory import create_sits_former
+from sitsformer.models.original import (  # noqa: F401  (re-exported)
+    OriginalCheckpointError,
+    load_original_checkpoint,
+)
 from sitsformer.models.sits_former import SITSFormer
 
 HEAD_PREFIX = "head."
@@ -27,7 +35,7 @@ PRETRAIN_ONLY = ("mask_token", "decoder.")  # parts of SITSFormerForPretraining,
 # Settings that change the encoder's weights or the meaning of its inputs: they must match.
 MATCHED_SETTINGS = ("in_channels", "bands", "img_size", "patch_size", "stem", "embed_dim",
                     "num_layers", "num_heads", "mlp_ratio", "date_encoding", "reference_date",
-                    "continuous_doy")
+                    "continuous_doy", "norm", "activation", "stem_norm", "stem_channels")
 
 
 class PretrainedMismatchError(ValueError):
@@ -88,8 +96,12 @@ def check_encoder_compatible(model_config: dict[str, Any], pretrained_config: di
     architecture (image and patch size, stem, width, depth, heads) must be the same.
     """
     problems = []
+    # a setting missing from a config written before it existed has its default (norm "pre",
+    # activation "gelu", no stem BatchNorm, stem 32/64: what such a model was)
+    defaults = SITSFormerConfig().to_dict()
     for key in MATCHED_SETTINGS:
-        mine, theirs = model_config.get(key), pretrained_config.get(key)
+        mine = model_config.get(key, defaults.get(key))
+        theirs = pretrained_config.get(key, defaults.get(key))
         if key == "bands" and (mine is None or theirs is None):
             continue  # band names unknown on one side: the band count is still checked
         if mine != theirs:

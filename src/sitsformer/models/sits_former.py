@@ -96,20 +96,26 @@ def _scatter(x: torch.Tensor, index: torch.Tensor, rows: int) -> torch.Tensor:
 
 
 class Block(nn.Module):
-    """One factorised layer: temporal attention, spatial attention (if N > 1), MLP; pre-norm."""
+    """One factorised layer: temporal attention, spatial attention (if N > 1), MLP; pre-norm
+    (``x + f(norm(x))``), or post-norm (``norm(x + f(x))``, ``post=True``: the original code's
+    ``nn.TransformerEncoderLayer``)."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, dropout: float,
-                 attn_dropout: float, spatial: bool):
+                 attn_dropout: float, spatial: bool, post: bool = False,
+                 activation: str = "gelu"):
         super().__init__()
+        self.post = post
         self.norm_t = nn.LayerNorm(dim)
         self.attn_t = MaskedSelfAttention(dim, num_heads, attn_dropout, dropout)
         self.norm_s = nn.LayerNorm(dim) if spatial else None
         self.attn_s = MaskedSelfAttention(dim, num_heads, attn_dropout, dropout) if spatial else None
         self.norm_mlp = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), dropout)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), dropout, activation)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """``x (B, T, N, D)``, ``valid (B, T, N)`` True = a clear observation of that token."""
+        if self.post:
+            return self._forward_post(x, valid)
         b, t, n, _ = x.shape
         xt = rearrange(x, "b t n d -> (b n) t d")
         xt = xt + self.attn_t(self.norm_t(xt), rearrange(valid, "b t n -> (b n) t"))
@@ -119,6 +125,17 @@ class Block(nn.Module):
             xs = xs + self.attn_s(self.norm_s(xs), rearrange(valid, "b t n -> (b t) n"))
             x = rearrange(xs, "(b t) n d -> b t n d", b=b)
         return x + self.mlp(self.norm_mlp(x))
+
+    def _forward_post(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        xt = rearrange(x, "b t n d -> (b n) t d")
+        xt = self.norm_t(xt + self.attn_t(xt, rearrange(valid, "b t n -> (b n) t")))
+        x = rearrange(xt, "(b n) t d -> b t n d", b=b)
+        if self.attn_s is not None:
+            xs = rearrange(x, "b t n d -> (b t) n d")
+            xs = self.norm_s(xs + self.attn_s(xs, rearrange(valid, "b t n -> (b t) n")))
+            x = rearrange(xs, "(b t) n d -> b t n d", b=b)
+        return self.norm_mlp(x + self.mlp(x))
 
     def forward_packed(self, x: torch.Tensor, valid: torch.Tensor, index: torch.Tensor,
                        valid_full: torch.Tensor) -> torch.Tensor:
@@ -131,11 +148,16 @@ class Block(nn.Module):
         queries, keys and values and are masked out as keys, exactly as in :meth:`forward`).
         """
         b, t, n = valid_full.shape
-        qkv = self.attn_t.qkv(self.norm_t(x))  # (M, N, 3D)
+        qkv = self.attn_t.qkv(x if self.post else self.norm_t(x))  # (M, N, 3D)
         padded = rearrange(_scatter(qkv, index, b * t), "(b t) n e -> (b n) t e", b=b)
         out = self.attn_t.attend(padded, rearrange(valid_full, "b t n -> (b n) t"))
         out = _gather(rearrange(out, "(b n) t d -> (b t) n d", b=b), index)
         x = x + self.attn_t.proj_drop(self.attn_t.proj(out))
+        if self.post:
+            x = self.norm_t(x)
+            if self.attn_s is not None:
+                x = self.norm_s(x + self.attn_s(x, valid))
+            return self.norm_mlp(x + self.mlp(x))
         if self.attn_s is not None:
             x = x + self.attn_s(self.norm_s(x), valid)
         return x + self.mlp(self.norm_mlp(x))
@@ -178,7 +200,8 @@ class SITSFormer(nn.Module):
         self.config = cfg
         self.num_tokens = (cfg.img_size // cfg.patch_size) ** 2
         if cfg.stem == "conv3d":
-            self.embed = Conv3dEmbed(cfg.in_channels, cfg.embed_dim, cfg.patch_size)
+            self.embed = Conv3dEmbed(cfg.in_channels, cfg.embed_dim, cfg.patch_size,
+                                     channels=tuple(cfg.stem_channels), norm=cfg.stem_norm)
         else:
             self.embed = PatchEmbed(cfg.in_channels, cfg.embed_dim, cfg.patch_size)
         self.date_encoding = DateEncoding(cfg.date_encoding, cfg.embed_dim)
@@ -189,7 +212,8 @@ class SITSFormer(nn.Module):
         self.embed_drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
             Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, cfg.dropout, cfg.attn_dropout,
-                  spatial=self.num_tokens > 1)
+                  spatial=self.num_tokens > 1, post=cfg.norm == "post",
+                  activation=cfg.activation)
             for _ in range(cfg.num_layers)
         )
         self.norm = nn.LayerNorm(cfg.embed_dim)
@@ -291,6 +315,9 @@ class SITSFormer(nn.Module):
                          ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode; return per-token features ``(B, T, N, D)`` and token validity ``(B, T, N)``.
 
+        With ``norm="post"`` the features are already passed through the final norm (the
+        original code's encoder output); with ``"pre"`` the norm comes after pooling.
+
         For masked pre-training, ``hidden (B, T)`` bool (True = hidden date) replaces the
         embedding of every hidden date by ``mask_token (D,)`` before the date encoding is added.
         """
@@ -325,6 +352,8 @@ class SITSFormer(nn.Module):
                 tokens = checkpoint(block, tokens, valid, use_reentrant=False)
             else:
                 tokens = block(tokens, valid)
+        if self.config.norm == "post":
+            tokens = self.norm(tokens)
         return tokens, valid
 
     def _forward_features_packed(self, x: torch.Tensor, masks: torch.Tensor,
@@ -371,6 +400,8 @@ class SITSFormer(nn.Module):
                                     use_reentrant=False)
             else:
                 tokens = block.forward_packed(tokens, valid_packed, index, valid)
+        if self.config.norm == "post":
+            tokens = self.norm(tokens)
         full = _scatter(tokens, index, b * t)
         return rearrange(full, "(b t) n d -> b t n d", b=b), valid
 
@@ -389,6 +420,8 @@ class SITSFormer(nn.Module):
         return per_token.sum(1) / count  # (B, D)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        if self.config.norm == "post":  # the tokens were normalised before pooling
+            return self.head(features)
         return self.head(self.norm(features))
 
     def forward(self, sequences: torch.Tensor, masks: torch.Tensor | None = None,
