@@ -27,6 +27,7 @@ from sitsformer.cli._common import (
 def run(args: argparse.Namespace) -> int:
     from sitsformer.configs import UnknownConfigError
     from sitsformer.data.errors import DataError
+    from sitsformer.locks import OutputLockedError, output_lock
     from sitsformer.training.benchmark import DEFAULT_SETS, ROWS_FILE, BenchmarkSet, run_benchmark
     from sitsformer.training.config import ConfigError
 
@@ -53,11 +54,12 @@ def run(args: argparse.Namespace) -> int:
             if args.split:
                 sets = [BenchmarkSet(s.name, s.source, args.split, s.options, s.overrides)
                         for s in sets]
-        res = run_benchmark(sets, seeds=list(range(args.seeds)), config=args.config,
-                            overrides=args.overrides, output=out, trees=args.trees,
-                            progress=not args.quiet, resume=args.resume)
+        with output_lock(out, what="benchmark folder"):
+            res = run_benchmark(sets, seeds=list(range(args.seeds)), config=args.config,
+                                overrides=args.overrides, output=out, trees=args.trees,
+                                progress=not args.quiet, resume=args.resume)
     except (UsageError, ConfigError, UnknownConfigError, DataError, ValueError,
-            FileNotFoundError, ImportError) as err:
+            FileNotFoundError, ImportError, OutputLockedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(Path(res["files"]["markdown"]).read_text())

@@ -80,6 +80,7 @@ def run_config_command(args: argparse.Namespace, load: Callable[[], Any],
     signals into exit codes. ``execute(cfg, run_dir)`` runs; ``resume_hint`` is the command
     line to continue, with ``{run_dir}`` and ``{last}`` filled in."""
     from sitsformer.configs import UnknownConfigError, resolve_config
+    from sitsformer.locks import OutputLockedError
     from sitsformer.training.config import ConfigError
     from sitsformer.training.distributed import cleanup_distributed, is_main_process
     from sitsformer.training.trainer import TrainingError
@@ -112,7 +113,7 @@ def run_config_command(args: argparse.Namespace, load: Callable[[], Any],
         return 1
     try:
         out = execute(cfg, run_dir)
-    except (TrainingError, ValueError, FileNotFoundError) as err:
+    except (TrainingError, ValueError, FileNotFoundError, OutputLockedError) as err:
         print(f"error: {err}", file=sys.stderr)
         cleanup_distributed()
         return 1
@@ -130,8 +131,14 @@ def run_config_command(args: argparse.Namespace, load: Callable[[], Any],
     if out["status"] == "interrupted":
         sig = out["trainer"]._stop_signal
         if is_main_process():
-            print("stopped by a signal; resume with: "
-                  + resume_hint.format(run_dir=out["run_dir"], last=out["last_checkpoint"]))
+            if "member" in out:  # an ensemble: its interrupted member run is what resumes
+                member = out["members"][-1]["run_dir"]
+                print(f"stopped by a signal in member {out['member']} of the ensemble; resume "
+                      "that member with: " + resume_hint.format(
+                          run_dir=member, last=out["last_checkpoint"]))
+            else:
+                print("stopped by a signal; resume with: "
+                      + resume_hint.format(run_dir=out["run_dir"], last=out["last_checkpoint"]))
         return EXIT_SIGNAL.get(int(sig or signal.SIGINT), 130)
     return 0
 

@@ -1,0 +1,64 @@
+"""One writer per output: an OS lock on a run, benchmark or map output.
+
+:func:`output_lock` takes an exclusive, non-blocking ``fcntl.flock`` on a lock file
+(``<folder>/.sitsformer.lock`` for a folder, ``.<name>.lock`` beside a file) and writes the
+holder's pid and host into it. A second writer is refused with :class:`OutputLockedError`,
+whose one-line message names the holder. The operating system releases the lock when the
+holder exits or is killed, so a lock file left by a dead process never blocks. ``flock``
+locks are shared through the file system of one machine (and NFS v4 with lock support).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["LOCK_NAME", "OutputLockedError", "lock_path", "output_lock"]
+
+LOCK_NAME = ".sitsformer.lock"
+
+
+class OutputLockedError(RuntimeError):
+    """Another process writes to this output; the message names its pid and host."""
+
+
+def lock_path(target: str | os.PathLike[str], folder: bool = True) -> Path:
+    """The lock file of ``target``: inside it for a folder, beside it for a file."""
+    target = Path(target)
+    return target / LOCK_NAME if folder else target.parent / f".{target.name}.lock"
+
+
+@contextlib.contextmanager
+def output_lock(target: str | os.PathLike[str], folder: bool = True,
+                what: str = "output") -> Iterator[Path]:
+    """Hold the lock of ``target`` (a folder, or a file with ``folder=False``) while the block
+    runs; the folder (or the file's parent) is created. Yields the lock file's path.
+
+    Raises:
+        OutputLockedError: another live process holds the lock.
+    """
+    path = lock_path(target, folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "pid ? on host ?"
+            raise OutputLockedError(
+                f"{what} {Path(target)} is in use by another sitsformer process ({holder}); "
+                f"wait for it to finish, or choose another output") from None
+        handle.seek(0)
+        handle.truncate()
+        stamp = _dt.datetime.now().isoformat(timespec="seconds")
+        handle.write(f"pid {os.getpid()} on host {socket.gethostname()}, since {stamp}\n")
+        handle.flush()
+        yield path
+    finally:
+        handle.close()  # closing the descriptor releases the lock
