@@ -81,3 +81,34 @@ def test_print_config(config_file, capsys):
     assert main(["train", "--config", str(config_file), "optim.lr=0.01", "--print-config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["optim"]["lr"] == 0.01 and printed["train"]["epochs"] == 3
+
+
+def test_run_names_are_names_and_foreign_files_stay(config_file, tmp_path, capsys):
+    """Issue 32: ``logging.name=../../victim`` wrote outside ``logging.run_dir`` and replaced
+    the config.yaml and metrics.csv found there. Names are names; a folder holding another
+    run's files is not written over without --overwrite (--resume still continues a run)."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "config.yaml").write_text("mine: 1\n")
+    (victim / "metrics.csv").write_text("epoch\n7\n")
+    rc = main(["train", "--config", str(config_file), *TINY, "logging.name=../../victim"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.strip() == (
+        f"error: {config_file}: config key 'logging.name': value '../../victim' is not a "
+        "folder name; expected "
+        "a name without '/', '\\' or '..' (the run folder is logging.run_dir/logging.name; "
+        "choose the parent with logging.run_dir or the whole folder with --output)")
+    for bad in ("..", "a/b", "a\\b"):
+        assert main(["train", "--config", str(config_file), f"logging.name={bad}"]) == 1
+        assert "is not a folder name" in capsys.readouterr().err
+    rc = main(["train", "--config", str(config_file), *TINY, "--output", str(victim)])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.strip() == (
+        f"error: output exists: the run folder {victim} already holds {victim / 'config.yaml'}, "
+        f"{victim / 'metrics.csv'}; choose another --output, or pass --overwrite to start "
+        "afresh (replacing them)")
+    assert (victim / "config.yaml").read_text() == "mine: 1\n"
+    assert (victim / "metrics.csv").read_text() == "epoch\n7\n"
+    assert main(["train", "--config", str(config_file), *TINY, "train.epochs=1", "--output",
+                 str(victim), "--overwrite"]) == 0
+    assert (victim / "last.pt").exists() and "mine" not in (victim / "config.yaml").read_text()

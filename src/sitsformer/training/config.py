@@ -355,6 +355,13 @@ def check_values(cfg: ExperimentConfig) -> None:
     if s.min_lr > cfg.optim.lr:
         raise ConfigError(f"config key 'schedule.min_lr': value {s.min_lr!r} is above the "
                           f"peak learning rate optim.lr={cfg.optim.lr!r}; expected <= optim.lr")
+    name = cfg.logging.name
+    if name is not None and (name in (".", "..") or "/" in name or "\\" in name
+                             or "\0" in name):
+        raise ConfigError(f"config key 'logging.name': value {name!r} is not a folder name; "
+                          "expected a name without '/', '\\' or '..' (the run folder is "
+                          "logging.run_dir/logging.name; choose the parent with "
+                          "logging.run_dir or the whole folder with --output)")
 # ------------------------------------------------------------------------------ end of ranges
 
 
