@@ -181,7 +181,7 @@ def assess_map(class_map: str | os.PathLike[str], points: str | os.PathLike[str]
     from rasterio.warp import transform as warp
 
     from sitsformer.maps.points import read_points
-    from sitsformer.maps.raster import check_outputs
+    from sitsformer.maps.raster import check_outputs, warn_no_crs
     from sitsformer.maps.sampling import class_pixel_counts
 
     out = Path(output)
@@ -190,6 +190,8 @@ def assess_map(class_map: str | os.PathLike[str], points: str | os.PathLike[str]
     check_outputs(list(files.values()), overwrite)
     totals, _, src = class_pixel_counts(class_map, block=block, runner=runner,
                                         progress=progress)
+    warn_no_crs(src, "class areas are reported in its map units, not in hectares, and the "
+                     "points are placed without reprojection")
     if not totals.any():
         nod = "no nodata value" if src.nodata is None else f"{src.nodata:g}"
         raise data_error(f"{class_map}: every pixel is nodata ({nod}): the map has no "
