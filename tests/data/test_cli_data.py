@@ -40,3 +40,20 @@ def test_build_real_process(tmp_path, shared_data):
     store = SampleStore(out)
     assert len(store) == 800 and store.attrs["stats_on"].endswith("training samples")
     assert store.classes[1] == "Canola" and store.meta["time_axis"] == "t_index"
+
+
+def test_labels_outside_the_legend_name_only_those_rows(tmp_path, capsys):
+    """Issue 32: labels that are legend row numbers, one of them outside, were read as codes
+    and every row was blamed. The reading that fits more rows is taken; only the rows outside
+    it are named."""
+    (tmp_path / "class_map.txt").write_text("value,class\n10,A\n20,B\n30,C\n")
+    table = tmp_path / "t.csv"
+    table.write_text("label,B2_20200101,B3_20200101\n0,1,2\n1,2,3\n2,3,4\n0,4,5\n9,5,6\n1,1,1\n")
+    assert main(["data", "inspect", str(table)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: {table}: label outside the legend rows 0..2 ({tmp_path / 'class_map.txt'}): "
+        f"rows {table.name} row 4 (9)")
+    table.write_text("label,B2_20200101,B3_20200101\n10,1,2\n20,2,3\n30,3,4\n9,5,6\n")
+    assert main(["data", "inspect", str(table)]) == 1
+    assert capsys.readouterr().err.strip().endswith(
+        f"(codes [10, 20, 30]): {table.name} row 3 (9)")
