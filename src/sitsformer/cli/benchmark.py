@@ -62,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
             FileNotFoundError, ImportError, OutputLockedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:  # a full disk, a read-only folder: one line, what is written stays
+        print(f"error: {err.strerror or err}; the rows and checkpoints already written are "
+              f"intact (continue with --resume once there is room)", file=sys.stderr)
+        return 1
     print(Path(res["files"]["markdown"]).read_text())
     for kind, path in res["files"].items():
         print(f"{kind}: {path}")

@@ -351,6 +351,34 @@ class DataModule:
         if len(self.splits["train"]) == 0:
             raise DataError(f"{self.source}: the train split is empty "
                             f"(split={self.split!r}, {len(self.labels)} samples)")
+        if self.labelled:
+            self._warn_untrained_classes()
+
+    def _warn_untrained_classes(self) -> None:
+        """Warn, naming them, about the classes without a training sample (seen only in the
+        validation or test split, or nowhere): the model cannot learn them."""
+        k = len(self.classes or [])
+        labels = np.asarray(self.labels)
+        if not k or labels.size == 0:
+            return
+
+        def counts(idx: Any) -> np.ndarray:
+            y = labels[np.asarray(idx, np.int64)] if len(idx) else labels[:0]
+            y = y[(y >= 0) & (y < k)]
+            return np.bincount(y.astype(np.int64), minlength=k)[:k]
+
+        per = {name: counts(self.splits.get(name, [])) for name in ("train", "val", "test")}
+        missing = np.flatnonzero(per["train"] == 0)
+        if not len(missing):
+            return
+        told = []
+        for c in missing:
+            where = [f"{int(per[s][c])} in the {s} split" for s in ("val", "test") if per[s][c]]
+            told.append(f"{self.classes[c]!r} ({', '.join(where) or 'no sample at all'})")
+        warnings.warn(f"{self.source}: {len(missing)} class(es) have no training sample: "
+                      f"{'; '.join(told)}; the model cannot learn them (split="
+                      f"{self.split!r}; a stratified split or more samples of them helps)",
+                      DataWarning, stacklevel=3)
 
     def _scan(self, spec: InputSpec) -> int:
         """The longest series, and the out-of-range observations counted into
