@@ -120,6 +120,11 @@ def run(args: argparse.Namespace) -> int:
         if res.probabilities:
             print(f"probabilities: {res.probabilities}")
         print("pixels per class: " + json.dumps(res.class_counts))
+    lost = sorted({w for res in results for w in res.lost_workers})
+    if lost:
+        print(f"warning: {len(lost)} Dask worker(s) died or left during the run "
+              f"({', '.join(lost)}); their blocks were computed again on the other workers, "
+              "so the map is complete", file=sys.stderr)
     if len(tiles) > 1:
         print(f"mosaic: {args.output}")
     return 0
