@@ -57,3 +57,26 @@ def test_labels_outside_the_legend_name_only_those_rows(tmp_path, capsys):
     assert main(["data", "inspect", str(table)]) == 1
     assert capsys.readouterr().err.strip().endswith(
         f"(codes [10, 20, 30]): {table.name} row 3 (9)")
+
+
+def test_inspect_excludes_what_training_excludes(tmp_path, capsys):
+    """Issue 32: ``data inspect`` said "nothing excluded" for a 1e30 cell that training
+    excludes; both now apply the one validity rule and count it."""
+    from sitsformer.data import DataModule
+
+    rows = ["label,B2_20200101,B3_20200101,B2_20200201,B3_20200201"]
+    for i in range(200):
+        rows.append(f"{('Crop', 'Forest')[i % 2]},{500 + 10 * i},{800 + 7 * i},"
+                    f"{600 + 9 * i},{1e30 if i == 7 else 900 + 5 * i}")
+    table = tmp_path / "t.csv"
+    table.write_text("\n".join(rows) + "\n")
+    assert main(["data", "inspect", str(table), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    got = info["exclusions"]["out_of_range_observations"]
+    assert got["count"] == 1 and len(got["examples"]) == 1, got
+    assert info["exclusion_report"].startswith("out_of_range_observations: 1")
+    assert main(["data", "inspect", str(table)]) == 0
+    assert "excluded    out_of_range_observations: 1" in capsys.readouterr().out
+    dm = DataModule(str(table), split="random").setup()
+    trained = dm.meta["exclusions"]["out_of_range_observations"]
+    assert trained["count"] == got["count"] and trained["examples"] == got["examples"]

@@ -223,6 +223,33 @@ class PreparedDataset(Dataset):
         return s
 
 
+def count_out_of_range(samples: Any, idx: Any, scale: float | None,
+                       rng: Sequence[float] | None, names: Any, meta: dict[str, Any],
+                       where: str = "samples") -> int:
+    """The validity rule of training, in one place: count the valid observations of the
+    samples ``idx`` that fall outside ``rng`` after ``scale`` (a ``1e30`` fill value, a
+    saturated sensor) and record them in ``meta["exclusions"]["out_of_range_observations"]``
+    (with up to 10 sample names). Returns the longest series seen."""
+    factor = Scale(1.0 / scale) if scale not in (None, 1.0) else None
+    check = MaskOutOfRange(*rng) if rng is not None else None
+    get = getattr(samples, "raw_sample", samples.__getitem__)
+    longest, bad, examples = 0, 0, []
+    for i in idx:
+        s = get(int(i))
+        longest = max(longest, int(np.asarray(s["mask"]).shape[0]))
+        if check is not None:
+            k = int(check.out_of_range(factor(s) if factor else s).sum())
+            if k:
+                bad += k
+                if len(examples) < 10:
+                    examples.append(str(names[int(i)]))
+    if bad:
+        add_exclusion(meta, "out_of_range_observations", bad, examples)
+        meta["exclusions"]["out_of_range_observations"]["range"] = (
+            f"outside {rng} after the scale ({where})")
+    return longest
+
+
 class DataModule:
     """Reading, splitting, label budget, statistics, input spec, datasets and loaders of a run.
 
@@ -386,25 +413,9 @@ class DataModule:
         statistics samples and a year)."""
         n = len(self.labels)
         idx = range(n) if n <= MAX_SCAN else list(self.splits["train"])[:STATS_SAMPLES]
-        scale = Scale(1.0 / spec.scale) if spec.scale not in (None, 1.0) else None
-        check = MaskOutOfRange(*spec.valid_range) if spec.valid_range is not None else None
-        get = getattr(self.samples, "raw_sample", self.samples.__getitem__)
-        longest, bad, examples = 0, 0, []
-        names = self.ids
-        for i in idx:
-            s = get(int(i))
-            longest = max(longest, int(np.asarray(s["mask"]).shape[0]))
-            if check is not None:
-                k = int(check.out_of_range(scale(s) if scale else s).sum())
-                if k:
-                    bad += k
-                    if len(examples) < 10:
-                        examples.append(str(names[int(i)]))
-        if bad:
-            where = "samples" if n <= MAX_SCAN else "statistics samples"
-            add_exclusion(self.meta, "out_of_range_observations", bad, examples)
-            self.meta["exclusions"]["out_of_range_observations"]["range"] = (
-                f"outside {spec.valid_range} after the scale ({where})")
+        longest = count_out_of_range(self.samples, idx, spec.scale, spec.valid_range,
+                                     self.ids, self.meta,
+                                     "samples" if n <= MAX_SCAN else "statistics samples")
         return 366 if n > MAX_SCAN else longest
 
     def _statistics(self) -> dict[str, Any]:
