@@ -92,8 +92,9 @@ def run_config_command(args: argparse.Namespace, load: Callable[[], Any],
     shipped name, see :func:`sitsformer.configs.resolve_config`), load the config (errors name
     the key), ``--print-config``, refuse a run folder that already holds an earlier run's
     files (:data:`RUN_FILES`, checkpoints; unless ``--resume`` or ``--overwrite``), run, print
-    the summary (rank 0), and turn errors and signals into exit codes. ``execute(cfg, run_dir)`` runs; ``resume_hint`` is the command
-    line to continue, with ``{run_dir}`` and ``{last}`` filled in."""
+    the summary (rank 0), and turn errors and signals into exit codes. ``execute(cfg,
+    run_dir)`` runs; ``resume_hint`` is the command line to continue, with ``{run_dir}`` and
+    ``{last}`` filled in."""
     from sitsformer.configs import UnknownConfigError, resolve_config
     from sitsformer.locks import OutputLockedError
     from sitsformer.training.config import ConfigError
