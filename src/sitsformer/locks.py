@@ -4,8 +4,9 @@
 (``<folder>/.sitsformer.lock`` for a folder, ``.<name>.lock`` beside a file) and writes the
 holder's pid and host into it. A second writer is refused with :class:`OutputLockedError`,
 whose one-line message names the holder. The operating system releases the lock when the
-holder exits or is killed, so a lock file left by a dead process never blocks. ``flock``
-locks are shared through the file system of one machine (and NFS v4 with lock support).
+holder exits or is killed, so a lock file left by a dead process never blocks; a writer that
+ends removes its lock file. ``flock`` locks are shared through the file system of one machine
+(and NFS v4 with lock support).
 """
 
 from __future__ import annotations
@@ -44,16 +45,25 @@ def output_lock(target: str | os.PathLike[str], folder: bool = True,
     """
     path = lock_path(target, folder)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")
-    try:
+    while True:
+        handle = open(path, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "pid ? on host ?"
+            handle.close()
             raise OutputLockedError(
                 f"{what} {Path(target)} is in use by another sitsformer process ({holder}); "
                 f"wait for it to finish, or choose another output") from None
+        try:  # the holder before us may have removed the file after we opened it
+            same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        handle.close()
+    try:
         handle.seek(0)
         handle.truncate()
         stamp = _dt.datetime.now().isoformat(timespec="seconds")
@@ -61,4 +71,5 @@ def output_lock(target: str | os.PathLike[str], folder: bool = True,
         handle.flush()
         yield path
     finally:
+        path.unlink(missing_ok=True)  # still locked: a newcomer makes a fresh file
         handle.close()  # closing the descriptor releases the lock
