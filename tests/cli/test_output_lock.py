@@ -14,7 +14,7 @@ import time
 import yaml
 
 from sitsformer.cli import main
-from sitsformer.locks import LOCK_NAME, output_lock
+from sitsformer.parallel.locks import LOCK_NAME, output_lock
 
 TINY = ["data.demo_samples=48", "data.demo_classes=4", "data.batch_size=16",
         "model.embed_dim=16", "model.num_heads=2", "model.num_layers=1", "train.threads=1",

@@ -99,7 +99,7 @@ def test_predict_refuses_a_map_another_process_writes(shared_data, tmp_path, cap
     import os
     import socket
 
-    from sitsformer.locks import output_lock
+    from sitsformer.parallel.locks import output_lock
 
     model = create_sits_former(tiny_config(in_channels=1))
     ckpt = write_checkpoint(tmp_path / "m.pt", model, bands=["NDVI"], scale=10000.0,

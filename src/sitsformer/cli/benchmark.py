@@ -27,7 +27,7 @@ from sitsformer.cli._common import (
 def run(args: argparse.Namespace) -> int:
     from sitsformer.configs import UnknownConfigError
     from sitsformer.data.errors import DataError
-    from sitsformer.locks import OutputLockedError, output_lock
+    from sitsformer.parallel.locks import OutputLockedError, output_lock
     from sitsformer.training.benchmark import DEFAULT_SETS, ROWS_FILE, BenchmarkSet, run_benchmark
     from sitsformer.training.config import ConfigError
 

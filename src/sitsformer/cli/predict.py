@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from sitsformer.data import InputSpec
     from sitsformer.data.errors import DataError
     from sitsformer.inference import build_vrt, companion_paths, open_raster_source, predict_raster
-    from sitsformer.locks import OutputLockedError, output_lock
+    from sitsformer.parallel.locks import OutputLockedError, output_lock
     from sitsformer.models import load_model
 
     try:

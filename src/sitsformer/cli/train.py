@@ -96,7 +96,7 @@ def run_config_command(args: argparse.Namespace, load: Callable[[], Any],
     run_dir)`` runs; ``resume_hint`` is the command line to continue, with ``{run_dir}`` and
     ``{last}`` filled in."""
     from sitsformer.configs import UnknownConfigError, resolve_config
-    from sitsformer.locks import OutputLockedError
+    from sitsformer.parallel.locks import OutputLockedError
     from sitsformer.training.config import ConfigError
     from sitsformer.training.distributed import cleanup_distributed, is_main_process
     from sitsformer.training.trainer import TrainingError

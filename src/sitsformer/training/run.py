@@ -46,7 +46,6 @@ import torch
 from torch import nn
 
 from sitsformer.data import DataModule
-from sitsformer.locks import output_lock
 from sitsformer.models import load_checkpoint, resolve_model_config
 from sitsformer.models.sits_former import SITSFormer
 from sitsformer.training.config import MODEL_SECTION_EXTRA, ExperimentConfig, save_config
@@ -441,8 +440,10 @@ def run(cfg: ExperimentConfig, recipe: Recipe, resume: str | None = None,
 
 
 def run_folder_lock(run_path: Path) -> Any:
-    """The lock of a run folder (:func:`sitsformer.locks.output_lock`), taken by the main
-    process only (the other processes of a torchrun launch write to the same folder)."""
+    """The lock of a run folder (:func:`sitsformer.parallel.locks.output_lock`), taken by the
+    main process only (the other processes of a torchrun launch write to the same folder)."""
+    from sitsformer.parallel.locks import output_lock  # here: importing training loads no dask
+
     if not is_main_process():
         return contextlib.nullcontext()
     return output_lock(run_path, what="run folder")
