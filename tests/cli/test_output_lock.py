@@ -49,6 +49,10 @@ def test_second_train_on_one_run_folder_is_refused(tmp_path):
                          f"(pid {first.pid} on host {socket.gethostname()}, since "
                          + lines[0].split(", since ", 1)[1]]
         assert "wait for it to finish, or choose another output" in lines[0]
+        # without --overwrite too: the lock is named, not the files the holder writes
+        second = _train(config, "train.epochs=1")
+        out, err = second.communicate(timeout=120)
+        assert second.returncode == 1 and err.strip().splitlines()[-1] == lines[0], err
         assert first.poll() is None  # the holder goes on
     finally:
         first.send_signal(signal.SIGKILL)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -96,7 +97,7 @@ def run_config_command(args: argparse.Namespace, load: Callable[[], Any],
     run_dir)`` runs; ``resume_hint`` is the command line to continue, with ``{run_dir}`` and
     ``{last}`` filled in."""
     from sitsformer.configs import UnknownConfigError, resolve_config
-    from sitsformer.parallel.locks import OutputLockedError
+    from sitsformer.parallel.locks import OutputLockedError, check_unlocked
     from sitsformer.training.config import ConfigError
     from sitsformer.training.distributed import cleanup_distributed, is_main_process
     from sitsformer.training.trainer import TrainingError
@@ -116,6 +117,14 @@ def run_config_command(args: argparse.Namespace, load: Callable[[], Any],
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return 0
     run_dir = _run_dir(args, cfg)
+    # rank 0 only (torchrun's RANK: the process group does not exist yet): a folder another
+    # process is writing is reported as in use, not as holding an earlier run's files
+    if run_dir is not None and os.environ.get("RANK", "0") == "0":
+        try:
+            check_unlocked(run_dir, what="run folder")
+        except OutputLockedError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     if run_dir is not None and not args.resume and not getattr(args, "overwrite", False):
         existing = _run_files(run_dir)
         if existing:

@@ -19,7 +19,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["LOCK_NAME", "OutputLockedError", "lock_path", "output_lock"]
+__all__ = ["LOCK_NAME", "OutputLockedError", "check_unlocked", "lock_path", "output_lock"]
 
 LOCK_NAME = ".sitsformer.lock"
 
@@ -32,6 +32,29 @@ def lock_path(target: str | os.PathLike[str], folder: bool = True) -> Path:
     """The lock file of ``target``: inside it for a folder, beside it for a file."""
     target = Path(target)
     return target / LOCK_NAME if folder else target.parent / f".{target.name}.lock"
+
+
+def _locked(target: str | os.PathLike[str], what: str, holder: str) -> OutputLockedError:
+    return OutputLockedError(
+        f"{what} {Path(target)} is in use by another sitsformer process "
+        f"({holder or 'pid ? on host ?'}); wait for it to finish, or choose another output")
+
+
+def check_unlocked(target: str | os.PathLike[str], folder: bool = True,
+                   what: str = "output") -> None:
+    """Raise :class:`OutputLockedError` now when another process holds the lock of ``target``
+    (so a command can say so before it looks at what the folder holds); takes nothing."""
+    path = lock_path(target, folder)
+    try:
+        handle = open(path)
+    except OSError:
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _locked(target, what, handle.read().strip()) from None
+        fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
@@ -51,11 +74,9 @@ def output_lock(target: str | os.PathLike[str], folder: bool = True,
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip() or "pid ? on host ?"
+            holder = handle.read().strip()
             handle.close()
-            raise OutputLockedError(
-                f"{what} {Path(target)} is in use by another sitsformer process ({holder}); "
-                f"wait for it to finish, or choose another output") from None
+            raise _locked(target, what, holder) from None
         try:  # the holder before us may have removed the file after we opened it
             same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
         except FileNotFoundError:
