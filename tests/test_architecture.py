@@ -25,7 +25,8 @@ ALLOWED = {
     "inference": {"inference", "models", "data", "parallel"},
     "maps": {"maps", "data", "parallel"},
     "parallel": {"parallel"},
-    "training": {"training", "evaluation", "models", "layers", "data", "configs"},
+    "training": {"training", "evaluation", "models", "layers", "data", "configs",
+                 "parallel"},  # parallel.locks: one writer per run folder
     "tuning": {"tuning", "training", "evaluation", "models", "data", "configs"},
     "configs": {"configs"},
 }

@@ -105,3 +105,39 @@ def test_ensemble_only_for_training_splits_up_to_ensemble_max_samples(tmp_path, 
     else:
         assert len(ckpt["model_config"]["ensemble"]) == 2
         assert (run / "member1" / "last.pt").is_file()
+
+
+def test_sigterm_during_an_ensemble_member_says_how_to_resume(tmp_path):
+    """Issue 32: SIGTERM to ``train.ensemble=2`` during a member ended in ``KeyError:
+    'trainer'``; now exit 143 and the line saying which member to resume and how."""
+    import os
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sitsformer", "train", "data.source=demo",
+         "data.demo_samples=48", "data.demo_classes=4", "data.batch_size=16",
+         "model.embed_dim=16", "model.num_heads=2", "model.num_layers=1", "train.threads=1",
+         "logging.tensorboard=false", "logging.progress=false", "logging.plots=false",
+         "train.ensemble=2", "train.epochs=100000", "--output", str(run)],
+        env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while not (run / "member0" / "last.pt").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    member = run / "member0"
+    assert out.strip().splitlines()[-1] == (
+        f"stopped by a signal in member 0 of the ensemble; resume that member with: sitsformer "
+        f"train --config {member}/config.yaml --resume {member}/last.pt")
+    assert load_checkpoint(member / "last.pt")["epoch"] >= 1

@@ -71,6 +71,8 @@ def test_train_writes_run_and_resumes(config_file, tmp_path, capsys):
 @pytest.mark.parametrize("override,message", [
     ("optim.learning_rate=1", "unknown config key 'optim.learning_rate'"),
     ("train.epochs=two", "config key 'train.epochs': expected int"),
+    ("model.variant=nope", "config key 'model.variant': unknown variant 'nope'; expected "
+                           "one of the registered variants ['sitsformer_base', "),
 ])
 def test_train_rejects_bad_config(config_file, capsys, override, message):
     assert main(["train", "--config", str(config_file), override]) == 1
@@ -81,3 +83,59 @@ def test_print_config(config_file, capsys):
     assert main(["train", "--config", str(config_file), "optim.lr=0.01", "--print-config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["optim"]["lr"] == 0.01 and printed["train"]["epochs"] == 3
+
+
+def test_run_names_are_names_and_foreign_files_stay(config_file, tmp_path, capsys):
+    """Issue 32: ``logging.name=../../victim`` wrote outside ``logging.run_dir`` and replaced
+    the config.yaml and metrics.csv found there. Names are names; a folder holding another
+    run's files is not written over without --overwrite (--resume still continues a run)."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "config.yaml").write_text("mine: 1\n")
+    (victim / "metrics.csv").write_text("epoch\n7\n")
+    rc = main(["train", "--config", str(config_file), *TINY, "logging.name=../../victim"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.strip() == (
+        f"error: {config_file}: config key 'logging.name': value '../../victim' is not a "
+        "folder name; expected "
+        "a name without '/', '\\' or '..' (the run folder is logging.run_dir/logging.name; "
+        "choose the parent with logging.run_dir or the whole folder with --output)")
+    for bad in ("..", "a/b", "a\\b"):
+        assert main(["train", "--config", str(config_file), f"logging.name={bad}"]) == 1
+        assert "is not a folder name" in capsys.readouterr().err
+    rc = main(["train", "--config", str(config_file), *TINY, "--output", str(victim)])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.strip() == (
+        f"error: output exists: the run folder {victim} already holds {victim / 'config.yaml'}, "
+        f"{victim / 'metrics.csv'}; choose another --output, or pass --overwrite to start "
+        "afresh (replacing them)")
+    assert (victim / "config.yaml").read_text() == "mine: 1\n"
+    assert (victim / "metrics.csv").read_text() == "epoch\n7\n"
+    assert main(["train", "--config", str(config_file), *TINY, "train.epochs=1", "--output",
+                 str(victim), "--overwrite"]) == 0
+    assert (victim / "last.pt").exists() and "mine" not in (victim / "config.yaml").read_text()
+
+
+def test_a_class_without_training_sample_is_named_before_training(tmp_path, capsys):
+    """Issue 32: a class seen only in the test split trained silently; now a warning names it
+    (and where its samples are) before the first epoch."""
+    import warnings
+
+    from sitsformer.data.errors import DataWarning
+
+    rows = ["label,split,B2_20200101,B3_20200101,B2_20200201,B3_20200201"]
+    for i in range(24):
+        label, split = ("Water", "test") if i >= 21 else (("Crop", "Forest")[i % 2],
+                                                           "val" if i % 5 == 0 else "train")
+        rows.append(f"{label},{split},{100 + i},{200 + i},{300 + i},{400 + 2 * i}")
+    table = tmp_path / "t.csv"
+    table.write_text("\n".join(rows) + "\n")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        rc = main(["train", "data.source=" + str(table), "data.split=upstream",
+                   "data.batch_size=8", *TINY[3:], "train.epochs=1",
+                   "--output", str(tmp_path / "run")])
+    assert rc == 0, capsys.readouterr().err
+    msgs = [str(w.message) for w in seen if issubclass(w.category, DataWarning)]
+    assert f"{table}: 1 class(es) have no training sample: 'Water' (3 in the test split); the " \
+           "model cannot learn them" in " ".join(msgs), msgs

@@ -65,3 +65,43 @@ def test_option_values_are_yaml(tmp_path, capsys, geotiff_stack):
                                             str(s["data"])]):
         assert main(cmd + ["-o", "bands=[B2, B3"]) == 1
         assert "-o bands=[B2, B3: the value is not valid YAML" in capsys.readouterr().err
+
+
+def test_labels_outside_the_legend_name_only_those_rows(tmp_path, capsys):
+    """Issue 32: labels that are legend row numbers, one of them outside, were read as codes
+    and every row was blamed. The reading that fits more rows is taken; only the rows outside
+    it are named."""
+    (tmp_path / "class_map.txt").write_text("value,class\n10,A\n20,B\n30,C\n")
+    table = tmp_path / "t.csv"
+    table.write_text("label,B2_20200101,B3_20200101\n0,1,2\n1,2,3\n2,3,4\n0,4,5\n9,5,6\n1,1,1\n")
+    assert main(["data", "inspect", str(table)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: {table}: label outside the legend rows 0..2 ({tmp_path / 'class_map.txt'}): "
+        f"rows {table.name} row 4 (9)")
+    table.write_text("label,B2_20200101,B3_20200101\n10,1,2\n20,2,3\n30,3,4\n9,5,6\n")
+    assert main(["data", "inspect", str(table)]) == 1
+    assert capsys.readouterr().err.strip().endswith(
+        f"(codes [10, 20, 30]): {table.name} row 3 (9)")
+
+
+def test_inspect_excludes_what_training_excludes(tmp_path, capsys):
+    """Issue 32: ``data inspect`` said "nothing excluded" for a 1e30 cell that training
+    excludes; both now apply the one validity rule and count it."""
+    from sitsformer.data import DataModule
+
+    rows = ["label,B2_20200101,B3_20200101,B2_20200201,B3_20200201"]
+    for i in range(200):
+        rows.append(f"{('Crop', 'Forest')[i % 2]},{500 + 10 * i},{800 + 7 * i},"
+                    f"{600 + 9 * i},{1e30 if i == 7 else 900 + 5 * i}")
+    table = tmp_path / "t.csv"
+    table.write_text("\n".join(rows) + "\n")
+    assert main(["data", "inspect", str(table), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    got = info["exclusions"]["out_of_range_observations"]
+    assert got["count"] == 1 and len(got["examples"]) == 1, got
+    assert info["exclusion_report"].startswith("out_of_range_observations: 1")
+    assert main(["data", "inspect", str(table)]) == 0
+    assert "excluded    out_of_range_observations: 1" in capsys.readouterr().out
+    dm = DataModule(str(table), split="random").setup()
+    trained = dm.meta["exclusions"]["out_of_range_observations"]
+    assert trained["count"] == got["count"] and trained["examples"] == got["examples"]

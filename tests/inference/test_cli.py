@@ -92,3 +92,25 @@ def test_edge_modes_only_change_border_pixels(shared_data, tmp_path, mode):
     inner = (slice(None), slice(1, -1), slice(1, -1))
     np.testing.assert_allclose(pa[inner], pb[inner], atol=1e-6)
     assert not np.allclose(pa[:, 0], pb[:, 0])  # the first row differs: its halo was filled
+
+
+def test_predict_refuses_a_map_another_process_writes(shared_data, tmp_path, capsys):
+    """Issue 32: one writer per map; the second is refused naming the holder's pid and host."""
+    import os
+    import socket
+
+    from sitsformer.parallel.locks import output_lock
+
+    model = create_sits_former(tiny_config(in_channels=1))
+    ckpt = write_checkpoint(tmp_path / "m.pt", model, bands=["NDVI"], scale=10000.0,
+                            time_axis="dates")
+    out = tmp_path / "map.tif"
+    with output_lock(out, folder=False, what="map output"):
+        rc = main(["predict", "--checkpoint", str(ckpt), "--input", str(shared_data / SEN2R_ROI),
+                   "--output", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"error: map output {out} is in use by another sitsformer process (pid " \
+        f"{os.getpid()} on host {socket.gethostname()}" in err
+    assert not out.exists()
+    assert main(["predict", "--checkpoint", str(ckpt), "--input", str(shared_data / SEN2R_ROI),
+                 "--output", str(out), "--quiet"]) == 0

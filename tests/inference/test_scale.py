@@ -278,3 +278,49 @@ def test_tiles_combine_into_a_vrt_mosaic(tmp_path, capsys):
     with pytest.raises(ValueError, match="data type"):
         build_vrt([tmp_path / "maps" / "west.tif", tmp_path / "maps" / "east_confidence.tif"],
                   tmp_path / "bad.vrt")
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_map_is_reported(patch_ckpt, tile, reference, tmp_path, capsys):
+    """Issue 32: killing one Dask worker mid-map recovered (same map) but nothing said so.
+    Worker 1 kills itself at its second block (``SITSFORMER_FAULT_KILL=predict.block:2``;
+    no nanny, so it stays dead); the map equals the reference and predict names the loss."""
+    port = free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host",
+                               "127.0.0.1", "--port", str(port), "--dashboard-address", ":0",
+                               "--no-show"], env=env, **quiet)]
+    try:
+        from distributed import Client
+
+        deadline = time.time() + 60
+        while True:
+            try:
+                with Client(addr, timeout="2s"):
+                    break
+            except OSError:
+                assert time.time() < deadline
+                time.sleep(0.3)
+        for name, extra in (("0", {}), ("1", {"SITSFORMER_FAULT_KILL": "predict.block:2"})):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", addr, "--nthreads", "1",
+                 "--name", name, "--no-dashboard", "--no-nanny", "--host", "127.0.0.1"],
+                env={**env, **extra}, **quiet))
+        with Client(addr, timeout="10s") as client:
+            client.wait_for_workers(2, timeout=60)
+        out = tmp_path / "map.tif"
+        assert _predict(patch_ckpt, tile["folder"], out, "--probabilities", "--scheduler",
+                        addr, "--window", "8") == 0
+        assert procs[2].wait(timeout=30) == -signal.SIGKILL  # worker 1 did die
+        err = capsys.readouterr().err
+        assert "warning: 1 Dask worker(s) died or left during the run (tcp://127.0.0.1:" in err
+        assert "their blocks were computed again on the other workers, so the map is " \
+               "complete" in err
+        np.testing.assert_array_equal(_read(out), _read(reference))
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=30)

@@ -159,3 +159,43 @@ def test_points_in_another_crs_and_errors(tmp_path, capsys):
     rc = main(["assess", "--map", str(map_path), "--points", str(pts), "--output",
                str(tmp_path / "r4"), "--classes", *CLASSES])
     assert rc == 1 and "point 7: reference label 'Savanna'" in capsys.readouterr().err
+
+
+def test_reference_labels_outside_the_map_classes_are_refused(tmp_path, capsys):
+    """Issue 32: a reference label 9 on a 4-class map silently added classes 4..9 (OA 1.0 ->
+    0.922, exit 0). Refused, naming the points and their labels."""
+    map_path, table, transform = olofsson_on_disk(tmp_path)
+    idx = table["reference"].map(CLASSES.index).to_numpy().copy()
+    idx[[4, 10]] = 9
+    pts = write_points(tmp_path / "nine.gpkg", table.assign(reference=idx), transform,
+                       "EPSG:32633")
+    out = tmp_path / "r"
+    rc = main(["assess", "--map", str(map_path), "--points", str(pts), "--output", str(out),
+               "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert err.strip() == (
+        f"error: {pts}: 2 point(s) have a reference label that is not a class of the map "
+        f"{map_path} (4 classes, 0..3): point 5: 9, point 11: 9; expected a class index "
+        "below 4 or a class name (pass --classes with every class name when the legend has "
+        "classes the map does not show)")
+    assert not (out / "assessment.json").exists()
+    # with the legend given, a class the map does not show is a class: accepted
+    rc = main(["assess", "--map", str(map_path), "--points", str(pts), "--output", str(out),
+               "--quiet", "--classes", *CLASSES, *[f"c{i}" for i in range(4, 10)]])
+    assert rc == 0, capsys.readouterr().err
+
+
+def test_an_all_nodata_map_is_a_clear_error(tmp_path, capsys):
+    """Issue 32: an all-nodata class map died with a raw ``KeyError: 1``."""
+    map_path, table, transform = olofsson_on_disk(tmp_path)
+    with rasterio.open(map_path, "r+") as ds:
+        ds.write(np.full((1, ds.height, ds.width), 255, np.uint8))
+    pts = write_points(tmp_path / "p.gpkg", table.assign(
+        stratum_name=table["stratum"].map(lambda i: CLASSES[i])), transform, "EPSG:32633")
+    rc = main(["assess", "--map", str(map_path), "--points", str(pts), "--output",
+               str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.strip() == (
+        f"error: {map_path}: every pixel is nodata (255): the map has no class to assess; "
+        "expected a class map with mapped pixels")

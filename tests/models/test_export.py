@@ -185,3 +185,17 @@ def test_compiled_training_step_gradients_equal_eager(one_thread):
         grads.append([p.grad.clone() for p in model.parameters()])
     for a, b in zip(*grads):
         assert (a - b).abs().max() <= 1e-5
+
+
+def test_cli_export_does_not_replace_a_file_without_overwrite(tmp_path, capsys, one_thread):
+    """Issue 32: no command overwrites a file it did not create unless --overwrite says so."""
+    ckpt = write_checkpoint(build("patch"), tmp_path / "best.pt")
+    out = tmp_path / "model.pt2"
+    out.write_text("mine")
+    cmd = ["export", "--checkpoint", str(ckpt), "--format", "exported-program", "--output",
+           str(out)]
+    assert main(cmd) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: output exists: {out} (pass --overwrite to replace it)")
+    assert out.read_text() == "mine"
+    assert main([*cmd, "--overwrite"]) == 0 and out.stat().st_size > 100

@@ -165,3 +165,53 @@ def test_unreachable_database_error_masks_the_password(tmp_path, capsys):
     for f in tmp_path.rglob("*"):
         if f.is_file():
             assert b"Sup3rSecretPW" not in f.read_bytes(), f
+
+
+def test_a_killed_trial_is_reclaimed_at_once_on_its_host(tmp_path, monkeypatch, capsys):
+    """Issue 32: a killed trial stayed RUNNING; an immediate rerun said "4 trial(s): 3
+    complete" and exited 0 (only a rerun two heartbeats later recovered it; with the heartbeat
+    off it was lost). The trial records its host and pid: a rerun on that host finds the
+    process gone and queues the trial again at once, heartbeat on or off."""
+    monkeypatch.delenv("SITSFORMER_SWEEP_HEARTBEAT", raising=False)
+    monkeypatch.syspath_prepend(str(HERE))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH",
+                                                                                  "")]))
+    for heartbeat in (60, 0):
+        out = tmp_path / f"hb{heartbeat}"
+        path = tmp_path / f"sweep{heartbeat}.yaml"
+        path.write_text(yaml.safe_dump(_sweep(out, heartbeat_interval=heartbeat,
+                                              runner="toy_runner:ToyRunner")))
+        proc = subprocess.run([sys.executable, "-c", KILLED_WORKER, str(path)], env=env,
+                              timeout=120)
+        assert proc.returncode == -9
+        assert main(["sweep", "--config", str(path), "--no-plots", "--quiet"]) == 0
+        stdout = capsys.readouterr().out
+        assert "4 trial(s): 3 complete, 0 pruned, 0 invalid, 0 failed, 1 stale" in stdout
+        assert "still RUNNING" not in stdout
+        df = pd.read_csv(out / "trials.csv")
+        assert "RUNNING" not in df["state"].tolist()
+        assert sorted(df.loc[~df["retried"], "optim.lr"]) == [1.0, 2.0, 3.0]
+        stale = df.loc[df["status"] == "stale"].iloc[0]
+        assert stale["error"].startswith("its worker (pid ")
+        assert f" on host {os.uname().nodename}) is gone; queued again by pid" in stale["error"]
+
+
+def test_summary_says_a_trial_is_still_running(tmp_path, monkeypatch, capsys):
+    """A RUNNING trial of another host (or of a live process) is left alone, and the summary
+    says so and how it will be recovered."""
+    monkeypatch.syspath_prepend(str(HERE))
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(_sweep(tmp_path / "out", heartbeat_interval=0,
+                                          runner="toy_runner:ToyRunner")))
+    spec = load_sweep_spec(path)
+    study = open_study(spec)
+    trial = study.ask()
+    for key, value in {"host": "elsewhere", "pid": 4242, "worker": "elsewhere:4242"}.items():
+        trial.set_user_attr(key, value)
+    assert main(["sweep", "--config", str(path), "--no-plots", "--quiet", "--trials", "3"]) == 0
+    stdout = capsys.readouterr().out
+    assert "3 trial(s): 2 complete, 0 pruned, 0 invalid, 0 failed, 1 running" in stdout
+    assert ("still RUNNING: trial 0 (worker elsewhere:4242); another worker may be running it. "
+            "If its worker died, the next sweep run on that host queues it again at once; with "
+            "the heartbeat off, a worker on another host that died leaves it RUNNING for good"
+            in stdout)

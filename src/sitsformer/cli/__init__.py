@@ -8,6 +8,7 @@ exit code. Nothing in the library imports this package.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -68,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # a full disk or a read-only folder a command did not catch itself
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise
+        where = f"cannot write {err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}; the files already written are intact",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

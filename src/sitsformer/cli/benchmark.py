@@ -32,6 +32,7 @@ INTERRUPTED = 130  # the exit status of a benchmark stopped by Ctrl-C or SIGTERM
 def run(args: argparse.Namespace) -> int:
     from sitsformer.configs import UnknownConfigError
     from sitsformer.data.errors import DataError
+    from sitsformer.parallel.locks import OutputLockedError, output_lock
     from sitsformer.training.benchmark import (
         DEFAULT_SETS,
         ROWS_FILE,
@@ -68,10 +69,12 @@ def run(args: argparse.Namespace) -> int:
                         for s in sets]
         protocol = Protocol(args.protocol, args.folds, args.repeats, args.cv_max_samples,
                             tuple(range(args.seeds)))
-        res = run_benchmark(sets, models=parse_models(args.models), baselines=args.baselines,
-                            protocol=protocol, config=args.config, overrides=args.overrides,
-                            output=out, trees=args.trees, rounds=args.rounds,
-                            progress=not args.quiet, resume=args.resume)
+        with output_lock(out, what="benchmark folder"):
+            res = run_benchmark(sets, models=parse_models(args.models),
+                                baselines=args.baselines, protocol=protocol,
+                                config=args.config, overrides=args.overrides, output=out,
+                                trees=args.trees, rounds=args.rounds, progress=not args.quiet,
+                                resume=args.resume)
     except BenchmarkInterrupted as stop:
         files = stop.result.get("files", {})
         if files:
@@ -80,8 +83,12 @@ def run(args: argparse.Namespace) -> int:
               f"--resume (same command otherwise)", file=sys.stderr)
         return INTERRUPTED
     except (UsageError, ConfigError, UnknownConfigError, DataError, ValueError,
-            FileNotFoundError, ImportError) as err:
+            FileNotFoundError, ImportError, OutputLockedError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # a full disk, a read-only folder: one line, what is written stays
+        print(f"error: {err.strerror or err}; the rows and checkpoints already written are "
+              f"intact (continue with --resume once there is room)", file=sys.stderr)
         return 1
     print(Path(res["files"]["markdown"]).read_text())
     for kind, path in res["files"].items():

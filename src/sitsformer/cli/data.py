@@ -58,11 +58,20 @@ def summarize(dataset: Any, max_samples: int = 2000) -> dict[str, Any]:
     from sitsformer.data.transforms import collect_values
     from sitsformer.data.values import band_ranges, infer_scale
 
+    from sitsformer.data.module import count_out_of_range, sample_ids
+    from sitsformer.data.values import valid_range
+
     ranges, scale = None, None
     try:
-        ranges = band_ranges(collect_values(dataset, idx), list(dataset.bands))
+        values = collect_values(dataset, idx)
+        ranges = band_ranges(values, list(dataset.bands))
         value, kind, reason = infer_scale(ranges, str(dataset.meta.get("source")))
         scale = {"inferred": value, "reason": reason}
+        # the rule training applies (data.scale: auto): observations outside the kind's
+        # valid range after the scale are excluded; counted here the same way
+        rng = valid_range(kind, values / value if value not in (None, 1.0) else values)
+        count_out_of_range(dataset, idx, value, rng, sample_ids(dataset), dataset.meta,
+                           "inspected samples")
     except DataError as err:
         scale = {"inferred": None, "reason": str(err)}
     given = dataset.meta.get("scale")

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sitsformer.cli._common import add_overwrite
+
 
 def run(args: argparse.Namespace) -> int:
     import torch
@@ -24,6 +26,10 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if not Path(args.checkpoint).is_file():
         print(f"error: checkpoint {args.checkpoint} not found", file=sys.stderr)
+        return 1
+    if Path(args.output).exists() and not args.overwrite:
+        print(f"error: output exists: {args.output} (pass --overwrite to replace it)",
+              file=sys.stderr)
         return 1
     if args.format not in EXPORT_FORMATS:  # argparse checks too; kept for direct calls
         print(f"error: --format must be one of {EXPORT_FORMATS}, got {args.format!r}",
@@ -74,5 +80,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint file (best.pt, last.pt)")
     p.add_argument("--format", required=True, choices=["onnx", "exported-program"])
     p.add_argument("--output", required=True, help="file to write (e.g. model.onnx, model.pt2)")
+    add_overwrite(p)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.set_defaults(func=run)

@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from sitsformer.data import InputSpec
     from sitsformer.data.errors import DataError
     from sitsformer.inference import build_vrt, companion_paths, open_raster_source, predict_raster
+    from sitsformer.parallel.locks import OutputLockedError, output_lock
     from sitsformer.models import load_model
 
     try:
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             raise FileExistsError(f"output exists: {args.output} (pass --overwrite to replace it)")
         ctx, threads = _open_runner(args)
         results = []
-        with ctx as runner:
+        with output_lock(args.output, folder=False, what="map output"), ctx as runner:
             for (_, out), source in zip(tiles, sources):
                 results.append(predict_raster(
                     model, source, out, window=args.window, overlap=args.overlap,
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             if args.probabilities:
                 build_vrt([r.probabilities for r in results], prob_vrt.with_suffix(".vrt"))
     except (FileNotFoundError, FileExistsError, ValueError, DataError, UsageError,
-            OSError) as err:
+            OSError, OutputLockedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     for res in results:
@@ -119,6 +120,11 @@ def run(args: argparse.Namespace) -> int:
         if res.probabilities:
             print(f"probabilities: {res.probabilities}")
         print("pixels per class: " + json.dumps(res.class_counts))
+    lost = sorted({w for res in results for w in res.lost_workers})
+    if lost:
+        print(f"warning: {len(lost)} Dask worker(s) died or left during the run "
+              f"({', '.join(lost)}); their blocks were computed again on the other workers, "
+              "so the map is complete", file=sys.stderr)
     if len(tiles) > 1:
         print(f"mosaic: {args.output}")
     return 0

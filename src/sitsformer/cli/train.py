@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -54,7 +55,8 @@ def add_run_arguments(p: argparse.ArgumentParser, example: str) -> None:
     p.add_argument("--output", help="run folder (default: logging.run_dir/logging.name, or a "
                    "new time-stamped folder)")
     p.add_argument("--overwrite", action="store_true",
-                   help="start afresh in a run folder that already holds checkpoints")
+                   help="start afresh in a run folder that already holds an earlier run's "
+                   "files (checkpoints, config.yaml, metrics.csv ...), replacing them")
     p.add_argument("--quiet", action="store_true", help="no progress bars (logging.progress)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
     p.add_argument("--json", action="store_true", help="also print a JSON summary line")
@@ -70,16 +72,32 @@ def _run_dir(args: argparse.Namespace, cfg: Any) -> Path | None:
     return None
 
 
+# What a run writes into its folder (besides temporaries and the lock): a folder holding any of
+# these is another run's, and is not written over without --resume or --overwrite.
+RUN_FILES = ("config.yaml", "data_meta.json", "metrics.csv", "metrics.jsonl", "curves.png",
+             "test_metrics.json", "resume_changes.json", "memory_plan.json")
+
+
+def _run_files(run_dir: Path) -> list[str]:
+    """The files of an earlier run in ``run_dir`` (checkpoints and :data:`RUN_FILES`)."""
+    if not run_dir.is_dir():
+        return []
+    return sorted(str(p) for p in run_dir.iterdir()
+                  if p.suffix == ".pt" or p.name in RUN_FILES)
+
+
 def run_config_command(args: argparse.Namespace, load: Callable[[], Any],
                        execute: Callable[[Any, Path | None], dict[str, Any]],
                        summary: Callable[[dict[str, Any]], None], resume_hint: str) -> int:
     """What ``train``, ``pretrain`` and ``finetune`` share: resolve ``--config`` (a file or a
     shipped name, see :func:`sitsformer.configs.resolve_config`), load the config (errors name
-    the key), ``--print-config``, refuse a run folder that already holds checkpoints (unless
-    ``--resume`` or ``--overwrite``), run, print the summary (rank 0), and turn errors and
-    signals into exit codes. ``execute(cfg, run_dir)`` runs; ``resume_hint`` is the command
-    line to continue, with ``{run_dir}`` and ``{last}`` filled in."""
+    the key), ``--print-config``, refuse a run folder that already holds an earlier run's
+    files (:data:`RUN_FILES`, checkpoints; unless ``--resume`` or ``--overwrite``), run, print
+    the summary (rank 0), and turn errors and signals into exit codes. ``execute(cfg,
+    run_dir)`` runs; ``resume_hint`` is the command line to continue, with ``{run_dir}`` and
+    ``{last}`` filled in."""
     from sitsformer.configs import UnknownConfigError, resolve_config
+    from sitsformer.parallel.locks import OutputLockedError, check_unlocked
     from sitsformer.training.config import ConfigError
     from sitsformer.training.distributed import cleanup_distributed, is_main_process
     from sitsformer.training.trainer import TrainingError
@@ -99,20 +117,29 @@ def run_config_command(args: argparse.Namespace, load: Callable[[], Any],
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return 0
     run_dir = _run_dir(args, cfg)
+    # rank 0 only (torchrun's RANK: the process group does not exist yet): a folder another
+    # process is writing is reported as in use, not as holding an earlier run's files
+    if run_dir is not None and os.environ.get("RANK", "0") == "0":
+        try:
+            check_unlocked(run_dir, what="run folder")
+        except OutputLockedError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     if run_dir is not None and not args.resume and not getattr(args, "overwrite", False):
-        existing = sorted(str(p) for p in run_dir.glob("*.pt")) if run_dir.is_dir() else []
+        existing = _run_files(run_dir)
         if existing:
+            again = (f"continue it with --resume {run_dir / 'last.pt'}, "
+                     if (run_dir / "last.pt").exists() else "")
             print(f"error: output exists: the run folder {run_dir} already holds "
-                  f"{', '.join(existing)}; continue it with --resume {run_dir / 'last.pt'}, "
-                  "choose another --output, or pass --overwrite to start afresh",
-                  file=sys.stderr)
+                  f"{', '.join(existing)}; {again}choose another --output, or pass "
+                  "--overwrite to start afresh (replacing them)", file=sys.stderr)
             return 1
     if getattr(args, "allow_changes", False) and not args.resume:
         print("error: --allow-changes only applies with --resume", file=sys.stderr)
         return 1
     try:
         out = execute(cfg, run_dir)
-    except (TrainingError, ValueError, FileNotFoundError) as err:
+    except (TrainingError, ValueError, FileNotFoundError, OutputLockedError) as err:
         print(f"error: {err}", file=sys.stderr)
         cleanup_distributed()
         return 1
@@ -130,8 +157,14 @@ def run_config_command(args: argparse.Namespace, load: Callable[[], Any],
     if out["status"] == "interrupted":
         sig = out["trainer"]._stop_signal
         if is_main_process():
-            print("stopped by a signal; resume with: "
-                  + resume_hint.format(run_dir=out["run_dir"], last=out["last_checkpoint"]))
+            if "member" in out:  # an ensemble: its interrupted member run is what resumes
+                member = out["members"][-1]["run_dir"]
+                print(f"stopped by a signal in member {out['member']} of the ensemble; resume "
+                      "that member with: " + resume_hint.format(
+                          run_dir=member, last=out["last_checkpoint"]))
+            else:
+                print("stopped by a signal; resume with: "
+                      + resume_hint.format(run_dir=out["run_dir"], last=out["last_checkpoint"]))
         return EXIT_SIGNAL.get(int(sig or signal.SIGINT), 130)
     return 0
 

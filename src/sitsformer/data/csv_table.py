@@ -218,6 +218,10 @@ def _labels(raw_name: np.ndarray | None, raw_code: np.ndarray | None,
                 f"{where}: the labels {sorted(present)} read both as codes of the legend "
                 f"{legend_path} (codes {lg_codes}) and as its row numbers 0..{len(legend) - 1}; "
                 "give label_values='codes' or label_values='index'")
+        if not fits_codes and not fits_index:  # wrong either way: blame the fewest rows
+            off_codes = int(np.isin(codes_in, lg_codes, invert=True).sum())
+            off_index = int(((codes_in < 0) | (codes_in >= len(legend))).sum())
+            fits_index = off_index < off_codes
         label_values = "index" if fits_index and not fits_codes else "codes"
     if label_values == "index":
         bad = np.flatnonzero((codes_in < 0) | (codes_in >= len(legend)))

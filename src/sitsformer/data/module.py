@@ -244,6 +244,33 @@ def content_fingerprints(samples: Any, indices: Sequence[int], spec: InputSpec) 
     return out
 
 
+def count_out_of_range(samples: Any, idx: Any, scale: float | None,
+                       rng: Sequence[float] | None, names: Any, meta: dict[str, Any],
+                       where: str = "samples") -> int:
+    """The validity rule of training, in one place: count the valid observations of the
+    samples ``idx`` that fall outside ``rng`` after ``scale`` (a ``1e30`` fill value, a
+    saturated sensor) and record them in ``meta["exclusions"]["out_of_range_observations"]``
+    (with up to 10 sample names). Returns the longest series seen."""
+    factor = Scale(1.0 / scale) if scale not in (None, 1.0) else None
+    check = MaskOutOfRange(*rng) if rng is not None else None
+    get = getattr(samples, "raw_sample", samples.__getitem__)
+    longest, bad, examples = 0, 0, []
+    for i in idx:
+        s = get(int(i))
+        longest = max(longest, int(np.asarray(s["mask"]).shape[0]))
+        if check is not None:
+            k = int(check.out_of_range(factor(s) if factor else s).sum())
+            if k:
+                bad += k
+                if len(examples) < 10:
+                    examples.append(str(names[int(i)]))
+    if bad:
+        add_exclusion(meta, "out_of_range_observations", bad, examples)
+        meta["exclusions"]["out_of_range_observations"]["range"] = (
+            f"outside {rng} after the scale ({where})")
+    return longest
+
+
 class DataModule:
     """Reading, splitting, label budget, statistics, input spec, datasets and loaders of a run.
 
@@ -372,6 +399,34 @@ class DataModule:
         if len(self.splits["train"]) == 0:
             raise DataError(f"{self.source}: the train split is empty "
                             f"(split={self.split!r}, {len(self.labels)} samples)")
+        if self.labelled:
+            self._warn_untrained_classes()
+
+    def _warn_untrained_classes(self) -> None:
+        """Warn, naming them, about the classes without a training sample (seen only in the
+        validation or test split, or nowhere): the model cannot learn them."""
+        k = len(self.classes or [])
+        labels = np.asarray(self.labels)
+        if not k or labels.size == 0:
+            return
+
+        def counts(idx: Any) -> np.ndarray:
+            y = labels[np.asarray(idx, np.int64)] if len(idx) else labels[:0]
+            y = y[(y >= 0) & (y < k)]
+            return np.bincount(y.astype(np.int64), minlength=k)[:k]
+
+        per = {name: counts(self.splits.get(name, [])) for name in ("train", "val", "test")}
+        missing = np.flatnonzero(per["train"] == 0)
+        if not len(missing):
+            return
+        told = []
+        for c in missing:
+            where = [f"{int(per[s][c])} in the {s} split" for s in ("val", "test") if per[s][c]]
+            told.append(f"{self.classes[c]!r} ({', '.join(where) or 'no sample at all'})")
+        warnings.warn(f"{self.source}: {len(missing)} class(es) have no training sample: "
+                      f"{'; '.join(told)}; the model cannot learn them (split="
+                      f"{self.split!r}; a stratified split or more samples of them helps)",
+                      DataWarning, stacklevel=3)
 
     def _scan(self, spec: InputSpec) -> int:
         """The longest series, and the out-of-range observations counted into
@@ -379,25 +434,9 @@ class DataModule:
         statistics samples and a year)."""
         n = len(self.labels)
         idx = range(n) if n <= MAX_SCAN else list(self.splits["train"])[:STATS_SAMPLES]
-        scale = Scale(1.0 / spec.scale) if spec.scale not in (None, 1.0) else None
-        check = MaskOutOfRange(*spec.valid_range) if spec.valid_range is not None else None
-        get = getattr(self.samples, "raw_sample", self.samples.__getitem__)
-        longest, bad, examples = 0, 0, []
-        names = self.ids
-        for i in idx:
-            s = get(int(i))
-            longest = max(longest, int(np.asarray(s["mask"]).shape[0]))
-            if check is not None:
-                k = int(check.out_of_range(scale(s) if scale else s).sum())
-                if k:
-                    bad += k
-                    if len(examples) < 10:
-                        examples.append(str(names[int(i)]))
-        if bad:
-            where = "samples" if n <= MAX_SCAN else "statistics samples"
-            add_exclusion(self.meta, "out_of_range_observations", bad, examples)
-            self.meta["exclusions"]["out_of_range_observations"]["range"] = (
-                f"outside {spec.valid_range} after the scale ({where})")
+        longest = count_out_of_range(self.samples, idx, spec.scale, spec.valid_range,
+                                     self.ids, self.meta,
+                                     "samples" if n <= MAX_SCAN else "statistics samples")
         return 366 if n > MAX_SCAN else longest
 
     def _statistics(self) -> dict[str, Any]:

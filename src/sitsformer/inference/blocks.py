@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from sitsformer.data.spec import InputSpec
+from sitsformer.models.checkpoint import fault_point
 from sitsformer.parallel import tune_worker_malloc, worker_index
 
 __all__ = ["BlockLedger", "BlockSettings", "fingerprint", "parts_dir", "predict_block"]
@@ -84,6 +85,7 @@ def predict_block(model: torch.nn.Module, src: Any, s: BlockSettings, folder: Pa
     """Classify one window, write ``block_<index>.npz`` into ``folder``, return its counts."""
     from sitsformer.inference.predict import _predict_window
 
+    fault_point("predict.block")  # crash tests: SITSFORMER_FAULT_KILL=predict.block:N
     tune_worker_malloc()
     if s.torch_threads:
         torch.set_num_threads(int(s.torch_threads))

@@ -66,6 +66,7 @@ class PredictionResult:
     blocks_resumed: int = 0  # finished by an earlier, interrupted call
     block_seconds: float = 0.0  # computing blocks (without assembling the outputs)
     where: str = "in-process"
+    lost_workers: list[str] = field(default_factory=list)  # Dask workers that died or left
 
     @property
     def pixels_per_second(self) -> float:
@@ -289,7 +290,8 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
                       for i in range(k)},
         seconds=seconds, blocks_total=len(windows), blocks_computed=len(todo),
         blocks_resumed=len(windows) - len(todo), block_seconds=seconds_blocks,
-        where=getattr(runner, "description", "in-process"))
+        where=getattr(runner, "description", "in-process"),
+        lost_workers=sorted(getattr(runner, "lost_workers", None) or []))
 
 
 @torch.no_grad()

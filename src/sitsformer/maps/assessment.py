@@ -173,14 +173,15 @@ def assess_map(class_map: str | os.PathLike[str], points: str | os.PathLike[str]
             present, else ``"0".."K-1"``).
 
     Raises:
-        DataError: a missing column, a bad label, or a point whose ``stratum`` column differs
-            from the map class under it (the design was drawn on another map).
+        DataError: a missing column, a bad label, a reference class beyond the map's classes
+            (and ``class_names``), a map without a mapped pixel, or a point whose ``stratum``
+            column differs from the map class under it (the design was drawn on another map).
     """
     import rasterio
     from rasterio.warp import transform as warp
 
     from sitsformer.maps.points import read_points
-    from sitsformer.maps.raster import check_outputs
+    from sitsformer.maps.raster import check_outputs, warn_no_crs
     from sitsformer.maps.sampling import class_pixel_counts
 
     out = Path(output)
@@ -189,6 +190,12 @@ def assess_map(class_map: str | os.PathLike[str], points: str | os.PathLike[str]
     check_outputs(list(files.values()), overwrite)
     totals, _, src = class_pixel_counts(class_map, block=block, runner=runner,
                                         progress=progress)
+    warn_no_crs(src, "class areas are reported in its map units, not in hectares, and the "
+                     "points are placed without reprojection")
+    if not totals.any():
+        nod = "no nodata value" if src.nodata is None else f"{src.nodata:g}"
+        raise data_error(f"{class_map}: every pixel is nodata ({nod}): the map has no "
+                         "class to assess; expected a class map with mapped pixels")
     table, xy, pts_crs = read_points(points)
     pts_path = Path(points)
     if reference not in table.columns:
@@ -214,8 +221,19 @@ def assess_map(class_map: str | os.PathLike[str], points: str | os.PathLike[str]
     if names is None and "stratum_name" in table.columns and "stratum" in table.columns:
         pairs = dict(zip(table["stratum"].astype(int), table["stratum_name"].astype(str)))
         if set(pairs) >= set(range(len(totals))):
-            names = [pairs[i] for i in range(max(pairs) + 1)]
+            names = [pairs.get(i, str(i)) for i in range(max(pairs) + 1)]
     ref = _labels(table[reference].tolist(), names or [], reference, pts_path, ids)
+    n_classes = max(len(totals), len(names or []))
+    foreign = np.flatnonzero(ref >= n_classes)
+    if len(foreign):
+        raw = table[reference].tolist()
+        shown = ", ".join(f"point {ids[i]}: {raw[i]}" for i in foreign[:10])
+        raise data_error(
+            f"{pts_path}: {len(foreign)} point(s) have a reference label that is not a class "
+            f"of the map {class_map} ({n_classes} classes, 0..{n_classes - 1}): {shown}"
+            f"{' ...' if len(foreign) > 10 else ''}; expected a class index below {n_classes} "
+            "or a class name (pass --classes with every class name when the legend has "
+            "classes the map does not show)")
     k = max(len(totals), int(ref.max()) + 1 if len(ref) else 0,
             int(mapped[inside & ~on_nodata].max()) + 1 if (inside & ~on_nodata).any() else 0)
     names = (names or [])[:k] + [str(i) for i in range(len(names or []), k)]

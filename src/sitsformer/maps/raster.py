@@ -56,6 +56,7 @@ class RasterArray:
             self.crs = ds.crs
             self.transform = ds.transform
             self.descriptions = [ds.descriptions[b - 1] for b in self.bands]
+            self.scales = [ds.scales[b - 1] for b in self.bands]
             self.tags = ds.tags()
         self.ndim = 3
 
@@ -174,13 +175,78 @@ def iter_chunks(arr: da.Array) -> Iterator[tuple[tuple[int, ...], int, int]]:
 
 
 def check_probabilities(src: RasterArray) -> None:
-    """Refuse a raster that is not a probability raster (float, two or more bands)."""
+    """Refuse a raster that is not a probability raster: two or more bands, float, or
+    integers with their scale stored in the file (``predict --probabilities-dtype uint8``)."""
     if src.shape[0] < 2:
         raise data_error(f"{src.path}: expected a probability raster with one band per class "
                         f"(2 or more bands, as `sitsformer predict --probabilities` writes), "
                         f"found {src.shape[0]} band")
+    if src.dtype.kind in "ui" and all(sc not in (None, 0.0, 1.0) for sc in src.scales):
+        return
     if src.dtype.kind != "f":
-        raise data_error(f"{src.path}: expected float probabilities, found dtype {src.dtype}")
+        raise data_error(f"{src.path}: expected float probabilities, or integers with their "
+                        "scale stored in the file (as `sitsformer predict --probabilities-dtype "
+                        f"uint8` writes them), found dtype {src.dtype} without a scale")
+
+
+PROBABILITY_TOLERANCE = 1e-4
+"""How far outside [0, 1] a stored probability may be (float rounding) before it is refused."""
+
+
+def open_probabilities(path: str | os.PathLike[str], block: int
+                       ) -> tuple[da.Array, RasterArray, float]:
+    """A probability raster (:func:`check_probabilities`) as float ``(K, rows, cols)`` dask
+    array, its :class:`RasterArray` and its nodata value. Integer rasters are multiplied by
+    their stored scale (their nodata becomes :data:`PROBABILITY_NODATA`). Each block is
+    checked when it is computed: a value outside [0, 1] (nodata and NaN aside) raises a
+    ``DataError`` naming the file, the band, the range found and where."""
+    arr, src = open_dask(path, block)
+    check_probabilities(src)
+    nodata = src.nodata if src.nodata is not None else PROBABILITY_NODATA
+    if src.dtype.kind in "ui":
+        arr = arr.map_blocks(_unscale, np.asarray(src.scales, np.float32), src.nodata,
+                             dtype=np.float32)
+        nodata = PROBABILITY_NODATA
+    arr = arr.map_blocks(_check_range, src.path, nodata, src.descriptions, dtype=arr.dtype)
+    return arr, src, nodata
+
+
+def _unscale(block: np.ndarray, scales: np.ndarray, nodata: float | None) -> np.ndarray:
+    out = block.astype(np.float32) * scales[:, None, None]
+    if nodata is not None:
+        out[:, (block == nodata).any(0)] = PROBABILITY_NODATA
+    return out
+
+
+def _check_range(block: np.ndarray, path: str, nodata: float, names: Sequence[str | None],
+                 block_info: dict[Any, Any] | None = None) -> np.ndarray:
+    valid = np.isfinite(block).all(0) & ~(block == nodata).any(0)
+    if not valid.any():
+        return block
+    v = block[:, valid]
+    bad = ((v < -PROBABILITY_TOLERANCE) | (v > 1 + PROBABILITY_TOLERANCE)).any(1)
+    if bad.any():
+        b = int(np.flatnonzero(bad)[0])
+        name = f" ({names[b]})" if names[b] else ""
+        where = ""
+        if block_info and block_info.get(0):
+            (_, _), (r0, r1), (c0, c1) = block_info[0]["array-location"]
+            where = f" in rows {r0}..{r1 - 1}, cols {c0}..{c1 - 1}"
+        others = ", ".join(str(i + 1) for i in np.flatnonzero(bad)[1:])
+        raise data_error(f"{path}: band {b + 1}{name} holds values from {v[b].min():g} to "
+                         f"{v[b].max():g}{where}; expected probabilities in [0, 1] (nodata "
+                         f"{nodata:g})" + (f"; bands {others} too" if others else ""))
+    return block
+
+
+def warn_no_crs(src: RasterArray, consequence: str) -> None:
+    """Warn (``DataWarning``) that ``src`` has no CRS, naming the file and what it implies."""
+    if src.crs is None:
+        import warnings
+
+        from sitsformer.data.errors import DataWarning
+
+        warnings.warn(f"{src.path} has no CRS: {consequence}", DataWarning, stacklevel=3)
 
 
 def check_class_map(src: RasterArray) -> None:

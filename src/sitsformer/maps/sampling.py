@@ -33,7 +33,13 @@ from typing import Any
 import numpy as np
 
 from sitsformer.parallel.cluster import BlockRunner
-from sitsformer.maps.raster import check_class_map, check_outputs, iter_chunks, open_dask
+from sitsformer.maps.raster import (
+    check_class_map,
+    check_outputs,
+    iter_chunks,
+    open_dask,
+    warn_no_crs,
+)
 
 __all__ = ["SampleDesign", "allocate", "class_pixel_counts", "expected_oa_se",
            "sample_design", "sample_size", "smallest_sample"]
@@ -226,6 +232,8 @@ def sample_design(class_map: str | os.PathLike[str], output: str | os.PathLike[s
     runner = runner or BlockRunner()
     totals, blocks, src = class_pixel_counts(class_map, block=block, runner=runner,
                                              progress=False)
+    warn_no_crs(src, "the sample points are written without one (in the units of its "
+                     "transform), and areas are in map units")
     k = len(totals)
     if k == 0 or totals.sum() == 0:
         raise ValueError(f"{class_map}: the class map has no classified pixel")

@@ -44,10 +44,10 @@ from sitsformer.maps.raster import (
     PROBABILITY_NODATA,
     BlockWriter,
     check_outputs,
-    check_probabilities,
     iter_chunks,
-    open_dask,
+    open_probabilities,
     output_profile,
+    warn_no_crs,
 )
 
 __all__ = ["SmoothResult", "bayes_smooth", "smooth_raster"]
@@ -197,12 +197,11 @@ def smooth_raster(probabilities: str | os.PathLike[str], output: str | os.PathLi
     runner = runner or _Runner()
     prob_path, cls_path = smoothed_paths(output)
     check_outputs([prob_path, cls_path], overwrite)
-    arr, src = open_dask(probabilities, block)
-    check_probabilities(src)
+    arr, src, nodata = open_probabilities(probabilities, block)
+    warn_no_crs(src, "the smoothed rasters will have none either (the window is in pixels)")
     k = src.shape[0]
     if k >= 255:
         raise ValueError(f"{src.path}: {k} classes do not fit a uint8 class map")
-    nodata = src.nodata if src.nodata is not None else PROBABILITY_NODATA
     smoothed = bayes_smooth(arr, window=window, smoothness=smoothness,
                             neigh_fraction=neigh_fraction, nodata=nodata)
     before = da.argmax(arr, axis=0).astype(np.uint8)

@@ -32,10 +32,10 @@ from sitsformer.maps.raster import (
     BlockWriter,
     RasterArray,
     check_outputs,
-    check_probabilities,
     iter_chunks,
-    open_dask,
+    open_probabilities,
     output_profile,
+    warn_no_crs,
 )
 
 __all__ = ["MEASURES", "UncertaintyResult", "uncertainty", "uncertainty_raster"]
@@ -126,9 +126,8 @@ def uncertainty_raster(probabilities: str | os.PathLike[str], output: str | os.P
     pts_path = out / "candidates.gpkg" if points else None
     check_outputs([*rasters.values(), *([pts_path] if pts_path else [])], overwrite)
     runner = runner or BlockRunner()
-    arr, src = open_dask(probabilities, block)
-    check_probabilities(src)
-    nodata = src.nodata if src.nodata is not None else PROBABILITY_NODATA
+    arr, src, nodata = open_probabilities(probabilities, block)
+    warn_no_crs(src, "the uncertainty rasters and candidate points will have none either")
     import dask
 
     places = list(iter_chunks(arr))

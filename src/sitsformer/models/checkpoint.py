@@ -27,6 +27,7 @@ are the original SITS-Former code's files (:mod:`sitsformer.models.original`).
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
@@ -49,6 +50,7 @@ REQUIRED_KEYS = ("format", "model_config", "model_state_dict", "epoch", "global_
 TEMPORARY_GLOB = ".*.tmp"  # save_checkpoint's (and the run logger's) temporary files
 FAULT_ENV = "SITSFORMER_FAULT_KILL"
 FAULT_SIGNAL_ENV = "SITSFORMER_FAULT_SIGNAL"
+FAULT_ENOSPC_ENV = "SITSFORMER_FAULT_ENOSPC"
 
 
 class CheckpointError(ValueError):
@@ -66,20 +68,26 @@ def fault_point(name: str) -> None:
     """Crash-test hook: ``SITSFORMER_FAULT_KILL=NAME[:N]`` makes the process send itself
     SIGKILL the ``N``-th time (default 1) it reaches the point ``NAME``, e.g.
     ``checkpoint.replaced:last.pt:2``; ``SITSFORMER_FAULT_SIGNAL=TERM`` (or ``INT``) sends that
-    signal instead (a polite stop). Unset (always, outside crash tests) it does nothing but
-    read one environment variable; it is called a few times per epoch, never per step."""
-    want = os.environ.get(FAULT_ENV)
-    if not want:
-        return
-    target, _, nth = want.rpartition(":")
-    if not nth.isdigit():
-        target, nth = want, "1"
-    if target != name:
-        return
-    _fault_counts[name] = _fault_counts.get(name, 0) + 1
-    if _fault_counts[name] == int(nth):
-        sig = os.environ.get(FAULT_SIGNAL_ENV, "KILL").upper().removeprefix("SIG")
-        os.kill(os.getpid(), getattr(signal, f"SIG{sig}"))
+    signal instead (a polite stop); ``SITSFORMER_FAULT_ENOSPC=NAME[:N]`` makes that point
+    raise ``OSError(ENOSPC)`` instead (a full disk), from the ``N``-th time on. Unset (always,
+    outside crash tests) it does nothing but read two environment variables; it is called a
+    few times per epoch, never per step."""
+    for env in (FAULT_ENV, FAULT_ENOSPC_ENV):
+        want = os.environ.get(env)
+        if not want:
+            continue
+        target, _, nth = want.rpartition(":")
+        if not nth.isdigit():
+            target, nth = want, "1"
+        if target != name:
+            continue
+        key = f"{env}:{name}"
+        _fault_counts[key] = _fault_counts.get(key, 0) + 1
+        if env == FAULT_ENV and _fault_counts[key] == int(nth):
+            sig = os.environ.get(FAULT_SIGNAL_ENV, "KILL").upper().removeprefix("SIG")
+            os.kill(os.getpid(), getattr(signal, f"SIG{sig}"))
+        if env == FAULT_ENOSPC_ENV and _fault_counts[key] >= int(nth):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:

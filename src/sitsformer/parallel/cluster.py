@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -111,6 +112,18 @@ class BlockRunner:
             n = (len(client.scheduler_info().get("workers", {})) or 1) if client else 1
             max_in_flight = max(4, 2 * n * (os.cpu_count() or 1))
         self.max_in_flight = int(max_in_flight)
+        self._seen: set[str] = set()
+        self.lost_workers: set[str] = set()  # workers seen during a run that left or died
+
+    def _watch_workers(self) -> None:
+        """Note the scheduler's workers now; those seen before and gone are lost (a killed
+        worker's blocks are computed again elsewhere, so the result is complete)."""
+        try:
+            now = set(self.client.scheduler_info().get("workers", {}))
+        except Exception:  # noqa: BLE001 - a failed look must not fail the map
+            return
+        self._seen |= now
+        self.lost_workers = self._seen - now
 
     @property
     def num_workers(self) -> int:
@@ -159,6 +172,8 @@ class BlockRunner:
     def _iter_distributed(self, tasks: Sequence[Any], bar: Any) -> Iterator[tuple[int, Any]]:
         from distributed import as_completed
 
+        self._watch_workers()
+        looked = time.monotonic()
         pending = deque(range(len(tasks)))
         index_of: dict[str, int] = {}
         done = as_completed()
@@ -177,7 +192,11 @@ class BlockRunner:
                 index_of[nxt.key] = j
                 done.add(nxt)
             bar.update(1)
+            if time.monotonic() - looked > 1.0:
+                self._watch_workers()
+                looked = time.monotonic()
             yield i, res
+        self._watch_workers()
 
     def compute(self, *tasks: Any) -> tuple[Any, ...]:
         """Compute small dask collections in one go (counts, statistics)."""

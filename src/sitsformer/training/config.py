@@ -366,6 +366,20 @@ def check_values(cfg: ExperimentConfig) -> None:
     if s.min_lr > cfg.optim.lr:
         raise ConfigError(f"config key 'schedule.min_lr': value {s.min_lr!r} is above the "
                           f"peak learning rate optim.lr={cfg.optim.lr!r}; expected <= optim.lr")
+    variant = getattr(getattr(cfg, "model", None), "variant", None)
+    if variant:
+        from sitsformer.models.factory import list_models
+
+        if variant not in list_models():
+            raise ConfigError(f"config key 'model.variant': unknown variant {variant!r}; "
+                              f"expected one of the registered variants {list_models()}")
+    name = cfg.logging.name
+    if name is not None and (name in (".", "..") or "/" in name or "\\" in name
+                             or "\0" in name):
+        raise ConfigError(f"config key 'logging.name': value {name!r} is not a folder name; "
+                          "expected a name without '/', '\\' or '..' (the run folder is "
+                          "logging.run_dir/logging.name; choose the parent with "
+                          "logging.run_dir or the whole folder with --output)")
 # ------------------------------------------------------------------------------ end of ranges
 
 

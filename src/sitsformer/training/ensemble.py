@@ -41,13 +41,7 @@ def run_ensemble(cfg: ExperimentConfig, recipe: Any, run_dir: str | Path | None 
     """Train the ``cfg.train.ensemble`` members of ``recipe`` and write the ensemble checkpoint;
     returns the run summary of :func:`~sitsformer.training.run.run` (``test`` = the ensemble's
     test scores) plus ``members`` (each member's summary without its trainer)."""
-    from sitsformer.training.run import (
-        SITSFormerTrainer,
-        classification_task,
-        resolve_run_dir,
-        setup_run,
-    )
-    from sitsformer.training.run import run as run_one
+    from sitsformer.training.run import resolve_run_dir, run_folder_lock
 
     k = cfg.train.ensemble
     if resume is not None:
@@ -56,15 +50,27 @@ def run_ensemble(cfg: ExperimentConfig, recipe: Any, run_dir: str | Path | None 
     if recipe.name != "train":
         raise ValueError(f"train.ensemble > 1 is for supervised training, not {recipe.name!r}")
     run_path = Path(run_dir) if run_dir is not None else resolve_run_dir(cfg, None)
+    with run_folder_lock(run_path):
+        return _run_members(cfg, recipe, run_path, callbacks)
+
+
+def _run_members(cfg: ExperimentConfig, recipe: Any, run_path: Path,
+                 callbacks: Sequence[Any]) -> dict[str, Any]:
+    """:func:`run_ensemble` once the run folder is resolved and locked."""
+    from sitsformer.training.run import SITSFormerTrainer, classification_task, setup_run
+    from sitsformer.training.run import run as run_one
+
+    k = cfg.train.ensemble
     members, states = [], []
     for i in range(k):
         train = dataclasses.replace(cfg.train, seed=member_seed(cfg.train.seed, k, i), ensemble=1)
         out = run_one(dataclasses.replace(cfg, train=train), recipe,
                       run_dir=run_path / f"member{i}", callbacks=callbacks)
-        out.pop("trainer", None)
+        trainer = out.pop("trainer", None)
         members.append(out)
         if out["status"] == "interrupted":
-            return {**out, "run_dir": str(run_path), "members": members}
+            return {**out, "run_dir": str(run_path), "members": members, "trainer": trainer,
+                    "member": i}
         states.append(load_checkpoint(Path(out["run_dir"]) / f"{cfg.train.test_checkpoint}.pt"))
     specs = [json.dumps(s["input_spec"], sort_keys=True, default=str) for s in states]
     if len(set(specs)) != 1:

@@ -30,8 +30,8 @@ A recipe is a small class (:class:`Recipe`) overriding the steps that differ:
 
 from __future__ import annotations
 
+import contextlib
 import copy
-
 import dataclasses
 import datetime as _dt
 import json
@@ -441,6 +441,24 @@ def run(cfg: ExperimentConfig, recipe: Recipe, resume: str | None = None,
 
         return run_ensemble(cfg, recipe, run_dir=run_dir, callbacks=callbacks, resume=resume)
     device, run_path = setup_run(cfg, resume, run_dir)
+    with run_folder_lock(run_path):
+        return _run_in(cfg, recipe, device, run_path, resume, callbacks, allow_changes)
+
+
+def run_folder_lock(run_path: Path) -> Any:
+    """The lock of a run folder (:func:`sitsformer.parallel.locks.output_lock`), taken by the
+    main process only (the other processes of a torchrun launch write to the same folder)."""
+    from sitsformer.parallel.locks import output_lock  # here: importing training loads no dask
+
+    if not is_main_process():
+        return contextlib.nullcontext()
+    return output_lock(run_path, what="run folder")
+
+
+def _run_in(cfg: ExperimentConfig, recipe: Recipe, device: torch.device, run_path: Path,
+            resume: str | None, callbacks: Sequence[Any], allow_changes: bool
+            ) -> dict[str, Any]:
+    """:func:`run` once the run folder is resolved and locked."""
     if resume is not None:
         ckpt = load_checkpoint(resume)
         changes = check_resume(cfg, ckpt, resume, allow_changes)

@@ -244,9 +244,48 @@ def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in trials if t.state != TrialState.WAITING and t.number not in skip]
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine is alive (a zombie, killed but not yet reaped
+    by its parent, is not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def reclaim_dead_trials(study: optuna.Study) -> list[int]:
+    """Mark failed, and queue again with the same parameters, the RUNNING trials whose worker
+    ran on this host and whose process is gone (``host`` and ``pid`` user attributes); call
+    under the sweep's lock. Returns their numbers. Trials of other hosts are left to the
+    heartbeat."""
+    host = os.uname().nodename
+    storage = study._storage
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        pid = t.user_attrs.get("pid")
+        if t.user_attrs.get("host") != host or not isinstance(pid, int) or process_alive(pid):
+            continue
+        storage.set_trial_user_attr(t._trial_id, "error", f"its worker (pid {pid} on host "
+                                    f"{host}) is gone; queued again by pid {os.getpid()}")
+        storage.set_trial_user_attr(t._trial_id, RETRIED_ATTR, "queued")
+        storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        study.enqueue_trial(dict(t.params), skip_if_exists=False)
+        out.append(t.number)
+    return out
+
+
 def acquire_trial(study: optuna.Study, spec: SweepSpec) -> optuna.Trial | None:
-    """A new trial for this worker, or None when the sweep's budget is spent."""
+    """A new trial for this worker, or None when the sweep's budget is spent. Trials whose
+    worker process died on this host are queued again first (:func:`reclaim_dead_trials`)."""
     with study_lock(spec, study):
+        reclaim_dead_trials(study)
         if spec.heartbeat_interval:
             # trials whose worker stopped beating are marked failed and queued again
             with warnings.catch_warnings():
@@ -262,6 +301,8 @@ def acquire_trial(study: optuna.Study, spec: SweepSpec) -> optuna.Trial | None:
             trial = study.ask()
         if spec.heartbeat_interval:
             study._storage.record_heartbeat(trial._trial_id)  # alive from the first moment
+        trial.set_user_attr("host", os.uname().nodename)  # see reclaim_dead_trials
+        trial.set_user_attr("pid", os.getpid())
         return trial
 
 

@@ -53,6 +53,8 @@ class SweepResult:
     table_md: Path
     plots: dict[str, Path] = field(default_factory=dict)
     note: str | None = None
+    running: list[str] = field(default_factory=list)  # "trial N (worker HOST:PID)"
+    heartbeat: float | None = None
 
     def summary(self) -> str:
         if self.note:
@@ -60,7 +62,15 @@ class SweepResult:
         c = self.counts
         lines = [f"sweep {self.study_name!r}: {self.n_trials} trial(s): "
                  f"{c.get('complete', 0)} complete, {c.get('pruned', 0)} pruned, "
-                 f"{c.get('invalid', 0)} invalid, {c.get('failed', 0)} failed"]
+                 f"{c.get('invalid', 0)} invalid, {c.get('failed', 0)} failed"
+                 + "".join(f", {c[k]} {k}" for k in ("stale", "running") if c.get(k))]
+        if self.running:
+            later = (f"once its heartbeat is {2 * self.heartbeat:g} s old, any worker queues "
+                     "it again" if self.heartbeat else "with the heartbeat off, a worker on "
+                     "another host that died leaves it RUNNING for good")
+            lines.append(f"still RUNNING: {', '.join(self.running)}; another worker may be "
+                         "running it. If its worker died, the next sweep run on that host "
+                         f"queues it again at once; {later}")
         if self.best_number is not None:
             lines.append(f"best: trial {self.best_number}, value {self.best_value:.6g}, "
                          f"params {self.best_params}")
@@ -157,6 +167,10 @@ def write_results(spec: SweepSpec, study: optuna.Study | None = None,
         best_number=best.number if best else None, best_value=best.value if best else None,
         best_params=dict(best.params) if best else {}, best_config=best_cfg,
         table_csv=csv_path, table_md=md_path, plots=plot_paths,
+        running=[f"trial {t.number} (worker {t.user_attrs.get('worker', '?')})"
+                 for t in study.get_trials(deepcopy=False,
+                                           states=(optuna.trial.TrialState.RUNNING,))],
+        heartbeat=spec.heartbeat_interval,
     )
 
 
