@@ -157,7 +157,9 @@ def test_benchmark_stopped_mid_fold_resumes_to_the_uninterrupted_table(
     import sys
 
     monkeypatch.setenv("SITSFORMER_SHARED_DATA", str(shared_data))
-    tiny = ["--models", "sitsformer", *TINY, "train.epochs=3", "train.ensemble=1"]
+    # last.pt written after every epoch, so that the 5th write falls in fold 1
+    tiny = ["--models", "sitsformer", *TINY, "train.epochs=3", "train.ensemble=1",
+            "train.checkpoint_interval_s=null"]
     ref, out = tmp_path / "ref", tmp_path / "bench"
     assert main(["benchmark", "--output", str(ref), *tiny]) == 0
     env = {**os.environ, "SITSFORMER_FAULT_KILL": "checkpoint.replaced:last.pt:5",
@@ -209,7 +211,8 @@ def test_benchmark_victoria_grouped_cv_and_fixed_upstream(shared_data, tmp_path,
 
     monkeypatch.setenv("SITSFORMER_SHARED_DATA", str(shared_data))
     out = tmp_path / "bench"
-    assert main(["benchmark", "--sets", "victoria_group,victoria_upstream", "--folds", "2",
+    assert main(["benchmark", "--sets", "victoria_group,victoria_upstream", "--models",
+                 "sitsformer", "--folds", "2",
                  "--repeats", "1", "--seeds", "1", "--baselines", "random_forest", "--trees",
                  "10", "--output", str(out), "--quiet", "train.epochs=1",
                  "train.min_steps=null", "schedule.warmup_epochs=0", "train.threads=1",

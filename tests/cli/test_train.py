@@ -72,7 +72,7 @@ def test_train_writes_run_and_resumes(config_file, tmp_path, capsys):
     ("optim.learning_rate=1", "unknown config key 'optim.learning_rate'"),
     ("train.epochs=two", "config key 'train.epochs': expected int"),
     ("model.variant=nope", "config key 'model.variant': unknown variant 'nope'; expected "
-                           "one of the registered variants ['sitsformer_base', "),
+                           "one of the registered variants ['ltae', 'sitsformer_base', "),
 ])
 def test_train_rejects_bad_config(config_file, capsys, override, message):
     assert main(["train", "--config", str(config_file), override]) == 1
