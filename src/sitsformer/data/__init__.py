@@ -14,8 +14,7 @@ nor pandas, rasterio or zarr until a name that needs them is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sitsformer._lazy import lazy_exports
 
 _LAZY = {
     "sitsformer.data.sample": ["IGNORE_INDEX", "SampleError", "check_sample", "collate"],
@@ -47,20 +46,4 @@ _LAZY = {
                                    "RandomDateSubsample", "RandomFlipRotate", "Scale",
                                    "compute_normalization"],
 }
-_WHERE = {name: module for module, names in _LAZY.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sitsformer.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
-
-
-__all__ = sorted(_WHERE)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, globals())

@@ -156,6 +156,14 @@ def open_stack(path: str | Path, **options: Any) -> Any:
     return GeoTiffTimeSeries(path, **options)
 
 
+
+def crs_string(crs: Any) -> str | None:
+    """``"EPSG:<code>"`` when the CRS has one, else its WKT (None without a CRS)."""
+    if crs is None:
+        return None
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else crs.to_wkt()
+
 class GeoTiffTimeSeries:
     """A per-date GeoTIFF stack read window by window.
 
@@ -263,10 +271,7 @@ class GeoTiffTimeSeries:
 
     @property
     def crs_string(self) -> str | None:
-        if self.crs is None:
-            return None
-        epsg = self.crs.to_epsg()
-        return f"EPSG:{epsg}" if epsg else self.crs.to_wkt()
+        return crs_string(self.crs)
 
     def _clear(self, values: np.ndarray, nodata: float | None) -> np.ndarray:
         valid = np.ones(values.shape, bool) if nodata is None else values != nodata

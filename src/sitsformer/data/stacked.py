@@ -347,10 +347,9 @@ class StackedGeoTiff:
 
     @property
     def crs_string(self) -> str | None:
-        if self.crs is None:
-            return None
-        epsg = self.crs.to_epsg()
-        return f"EPSG:{epsg}" if epsg else self.crs.to_wkt()
+        from sitsformer.data.geotiff import crs_string
+
+        return crs_string(self.crs)
 
     def read_window(self, row_off: int, col_off: int, height: int, width: int
                     ) -> dict[str, Any]:

@@ -19,8 +19,7 @@ shapely load with the first function that needs them), so ``import sitsformer.ma
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sitsformer._lazy import lazy_exports
 
 _LAZY = {
     "sitsformer.maps.assessment": ["assess_map", "stratified_estimates", "write_report"],
@@ -32,20 +31,4 @@ _LAZY = {
     "sitsformer.maps.uncertainty": ["MEASURES", "UncertaintyResult", "uncertainty",
                                     "uncertainty_raster"],
 }
-_WHERE = {name: module for module, names in _LAZY.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sitsformer.maps' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
-
-
-__all__ = sorted(_WHERE)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, globals())
