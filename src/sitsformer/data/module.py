@@ -33,7 +33,7 @@ from sitsformer.data.loaders import _process_group, make_loader
 from sitsformer.data.spec import InputSpec
 from sitsformer.data.splits import (group_split, kfold_split, random_split, spatial_block_split,
                                     stratified_split)
-from sitsformer.data.transforms import MaskOutOfRange, Scale, collect_values, \
+from sitsformer.data.transforms import MaskOutOfRange, Scale, chunked_values, collect_values, \
     compute_normalization
 from sitsformer.data.values import (band_ranges, check_scale, infer_scale, kind_of_scaled,
                                     valid_range)
@@ -215,12 +215,28 @@ class PreparedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        s = self.prepare(self.samples[int(self.indices[i])])
+    @property
+    def chunk_size(self) -> int | None:
+        """Samples per chunk of a chunked source (a sample store; its loaders read whole
+        chunks, :class:`~sitsformer.data.ChunkBatchSampler`); None for other sources."""
+        return getattr(self.samples, "chunk_size", None)
+
+    def _finish(self, s: dict[str, Any]) -> dict[str, Any]:
+        s = self.prepare(s)
         if self.augment is not None:
             s = self.augment(s)
         s.pop("group", None)
         return s
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self._finish(self.samples[int(self.indices[i])])
+
+    def __getitems__(self, positions: Sequence[int]) -> list[dict[str, Any]]:
+        """A batch; from a store one read per array (each chunk decompressed once)."""
+        many = getattr(self.samples, "__getitems__", None)
+        wanted = [int(self.indices[int(i)]) for i in positions]
+        raw = many(wanted) if many is not None else [self.samples[i] for i in wanted]
+        return [self._finish(s) for s in raw]
 
 
 def content_fingerprints(samples: Any, indices: Sequence[int], spec: InputSpec) -> list[str]:
@@ -384,6 +400,16 @@ class DataModule:
         get = getattr(self.samples, "raw_sample", self.samples.__getitem__)
         longest, bad, examples = 0, 0, []
         names = self.ids
+        chunked = chunked_values(self.samples, idx, scale)
+        if chunked is not None:  # a store: whole chunks as arrays, lengths from its metadata
+            for index, x, valid in chunked:
+                longest = max(longest, int(np.max(self.samples.lengths[index])))
+                if check is not None:
+                    per = (((x < check.low) | (x > check.high)).any(axis=2)
+                           & valid).sum(axis=(1, 2, 3))
+                    bad += int(per.sum())
+                    examples += [str(names[int(i)]) for i in index[per > 0]][:10 - len(examples)]
+            idx = []
         for i in idx:
             s = get(int(i))
             longest = max(longest, int(np.asarray(s["mask"]).shape[0]))
