@@ -392,7 +392,8 @@ class DataModule:
     def _scan(self, spec: InputSpec) -> int:
         """The longest series, and the out-of-range observations counted into
         ``meta["exclusions"]`` (every sample up to :data:`MAX_SCAN`, else the training
-        statistics samples and a year)."""
+        statistics samples and a year). A store is read whole chunks at a time, its lengths
+        from its metadata (:func:`~sitsformer.data.transforms.chunked_values`)."""
         n = len(self.labels)
         idx = range(n) if n <= MAX_SCAN else list(self.splits["train"])[:STATS_SAMPLES]
         scale = Scale(1.0 / spec.scale) if spec.scale not in (None, 1.0) else None
@@ -427,7 +428,12 @@ class DataModule:
         return 366 if n > MAX_SCAN else longest
 
     def _statistics(self) -> dict[str, Any]:
-        """Scale (given or inferred), valid range, robust mean/std and medians."""
+        """Scale (given or inferred), valid range, robust mean/std and medians, over the
+        first :data:`STATS_SAMPLES` training samples (a store: read whole chunks at a time).
+
+        A store's own ``mean``/``std`` (written at build time) are not used: they describe the
+        stored values before the scale and the valid range, over all samples or the build's
+        split, not this run's training split."""
         train = list(self.splits["train"])[:STATS_SAMPLES]
         where = f"data.source {self.source!r}"
         raw = collect_values(self.samples, train)
