@@ -136,6 +136,11 @@ def test_statistics_and_scan_from_chunks_equal_the_per_sample_path(tmp_path):
     np.testing.assert_allclose(fast.spec.std, slow.spec.std, rtol=1e-6)
     assert fast.meta["exclusions"] == slow.meta["exclusions"]
     assert fast.meta["exclusions"]["out_of_range_observations"]["count"] == 2
+    # the run's training fingerprints, read chunk by chunk, are those of sample by sample
+    from sitsformer.data.module import content_fingerprints
+
+    assert (content_fingerprints(store, idx, fast.spec)
+            == content_fingerprints(ref, idx, fast.spec))
 
 
 def _epoch(loader):

@@ -106,7 +106,8 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = True, seed: i
         # a store: chunk-aligned batches, each read with one call of __getitems__
         batches = ChunkBatchSampler(len(dataset), batch_size, indices=dataset.indices,
                                     chunk_size=chunk, positions=True, seed=seed,
-                                    shuffle=shuffle and train, even=train)
+                                    shuffle=shuffle and train, even=train,
+                                    drop_last=bool(kwargs.pop("drop_last", False)))
         return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn or collate,
                           num_workers=num_workers, generator=torch.Generator().manual_seed(seed),
                           persistent_workers=num_workers > 0, **kwargs)

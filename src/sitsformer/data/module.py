@@ -248,15 +248,19 @@ def content_fingerprints(samples: Any, indices: Sequence[int], spec: InputSpec) 
     ``evaluate`` recognises samples the model trained on.
     """
     prepared = PreparedDataset(samples, indices, spec)
-    out = []
-    for i in range(len(prepared)):
-        s = prepared[i]
-        x = np.asarray(s["sequence"], np.float64)
-        valid = np.asarray(s["mask"], bool)
-        q = np.round(x[valid] * 1e4).astype(np.int64)
-        h = hashlib.blake2b(np.asarray(q.shape, np.int64).tobytes(), digest_size=8)
-        h.update(q.tobytes())
-        out.append(h.hexdigest())
+    out = [""] * len(prepared)
+    # batches in source order: a store reads each chunk once (one __getitems__ per batch)
+    order = np.argsort(prepared.indices, kind="stable")
+    step = 4 * (prepared.chunk_size or 64)
+    for start in range(0, len(order), step):
+        positions = order[start:start + step].tolist()
+        for i, s in zip(positions, prepared.__getitems__(positions)):
+            x = np.asarray(s["sequence"], np.float64)
+            valid = np.asarray(s["mask"], bool)
+            q = np.round(x[valid] * 1e4).astype(np.int64)
+            h = hashlib.blake2b(np.asarray(q.shape, np.int64).tobytes(), digest_size=8)
+            h.update(q.tobytes())
+            out[i] = h.hexdigest()
     return out
 
 
