@@ -243,3 +243,35 @@ def test_checkpoint_interval_signal_writes_the_waiting_best(tt, demo_samples, tm
     best = load_checkpoint(run / "best.pt")
     assert best["epoch"] == trainer.best_epoch  # the waiting epoch, not epoch 1's write
     assert load_checkpoint(run / "last.pt")["epoch_progress"]["batches"] == 2
+
+
+def test_resume_mid_epoch_from_a_store_equals_the_uninterrupted_run(tt, tmp_path):
+    """A store's loader (chunk-aligned batches, ``__getitems__``) resumes exactly mid-epoch."""
+    from sitsformer.data import ChunkBatchSampler, DataModule, DemoDataset, build_store
+
+    demo = DemoDataset(n_samples=60, img_size=1, num_classes=4, min_dates=8, max_dates=12,
+                       seed=1)
+    build_store(demo, tmp_path / "s.zarr", chunk_size=8, progress=False)
+    dm = DataModule(source=str(tmp_path / "s.zarr"), split="random", batch_size=8,
+                    seed=2).setup()
+    train, val = dm.train_loader(), dm.val_loader()
+    assert isinstance(train.batch_sampler, ChunkBatchSampler)
+    full = make_trainer(tt, tt.tiny_model(), tmp_path / "full", epochs=3)
+    torch.manual_seed(7)
+    full.fit(train, val)
+    assert train.batch_sampler.epoch == 3  # the trainer sets the batch sampler's epoch
+
+    def kill_at(trainer, event, info):
+        if event == "step_end" and info["epoch"] == 2 and info["batch"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    run = tmp_path / "sig"
+    first = make_trainer(tt, tt.tiny_model(), run, epochs=3, callbacks=[kill_at])
+    torch.manual_seed(7)
+    assert first.fit(train, val)["status"] == "interrupted"
+    second = make_trainer(tt, tt.tiny_model(seed=3), run, epochs=3)
+    res = second.fit(dm.train_loader(), val, resume_from=run / "last.pt")
+    assert res["status"] == "completed"
+    for k, v in tt.weights(full.model).items():
+        assert torch.equal(v, second.model.state_dict()[k]), k
+    assert [r["train_loss"] for r in res["history"]] == [r["train_loss"] for r in full.history]

@@ -473,10 +473,11 @@ def build_store_from_cube(cube: Cube, labels: str | Path, out: str | Path, *,
         for k, a in arrays.items():
             a.append(np.ascontiguousarray(part[k]), axis=0)
         valid = centre[:, :, None, None] & pm  # (m, t, p, p): as build_store counts them
-        sel = np.moveaxis(x.astype(np.float64), 2, -1)[valid]
-        total += sel.sum(0)
-        sq += (sel ** 2).sum(0)
-        count += sel.shape[0]
+        for b in range(c):  # band by band: no float64 copy of the whole block's patches
+            sel = x[:, :, b][valid]
+            total[b] += sel.sum(dtype=np.float64)
+            sq[b] += np.square(sel, dtype=np.float64).sum()
+        count += int(valid.sum())
         n += m
     if not n:
         raise DataError(f"{labels}: no labelled pixel with a clear date in {cube.source}")

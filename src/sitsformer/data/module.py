@@ -33,7 +33,7 @@ from sitsformer.data.loaders import _process_group, make_loader
 from sitsformer.data.spec import InputSpec
 from sitsformer.data.splits import (group_split, kfold_split, random_split, spatial_block_split,
                                     stratified_split)
-from sitsformer.data.transforms import MaskOutOfRange, Scale, collect_values, \
+from sitsformer.data.transforms import MaskOutOfRange, Scale, chunked_values, collect_values, \
     compute_normalization
 from sitsformer.data.values import (band_ranges, check_scale, infer_scale, kind_of_scaled,
                                     valid_range)
@@ -215,12 +215,28 @@ class PreparedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        s = self.prepare(self.samples[int(self.indices[i])])
+    @property
+    def chunk_size(self) -> int | None:
+        """Samples per chunk of a chunked source (a sample store; its loaders read whole
+        chunks, :class:`~sitsformer.data.ChunkBatchSampler`); None for other sources."""
+        return getattr(self.samples, "chunk_size", None)
+
+    def _finish(self, s: dict[str, Any]) -> dict[str, Any]:
+        s = self.prepare(s)
         if self.augment is not None:
             s = self.augment(s)
         s.pop("group", None)
         return s
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self._finish(self.samples[int(self.indices[i])])
+
+    def __getitems__(self, positions: Sequence[int]) -> list[dict[str, Any]]:
+        """A batch; from a store one read per array (each chunk decompressed once)."""
+        many = getattr(self.samples, "__getitems__", None)
+        wanted = [int(self.indices[int(i)]) for i in positions]
+        raw = many(wanted) if many is not None else [self.samples[i] for i in wanted]
+        return [self._finish(s) for s in raw]
 
 
 def content_fingerprints(samples: Any, indices: Sequence[int], spec: InputSpec) -> list[str]:
@@ -232,15 +248,19 @@ def content_fingerprints(samples: Any, indices: Sequence[int], spec: InputSpec) 
     ``evaluate`` recognises samples the model trained on.
     """
     prepared = PreparedDataset(samples, indices, spec)
-    out = []
-    for i in range(len(prepared)):
-        s = prepared[i]
-        x = np.asarray(s["sequence"], np.float64)
-        valid = np.asarray(s["mask"], bool)
-        q = np.round(x[valid] * 1e4).astype(np.int64)
-        h = hashlib.blake2b(np.asarray(q.shape, np.int64).tobytes(), digest_size=8)
-        h.update(q.tobytes())
-        out.append(h.hexdigest())
+    out = [""] * len(prepared)
+    # batches in source order: a store reads each chunk once (one __getitems__ per batch)
+    order = np.argsort(prepared.indices, kind="stable")
+    step = 4 * (prepared.chunk_size or 64)
+    for start in range(0, len(order), step):
+        positions = order[start:start + step].tolist()
+        for i, s in zip(positions, prepared.__getitems__(positions)):
+            x = np.asarray(s["sequence"], np.float64)
+            valid = np.asarray(s["mask"], bool)
+            q = np.round(x[valid] * 1e4).astype(np.int64)
+            h = hashlib.blake2b(np.asarray(q.shape, np.int64).tobytes(), digest_size=8)
+            h.update(q.tobytes())
+            out[i] = h.hexdigest()
     return out
 
 
@@ -250,11 +270,23 @@ def count_out_of_range(samples: Any, idx: Any, scale: float | None,
     """The validity rule of training, in one place: count the valid observations of the
     samples ``idx`` that fall outside ``rng`` after ``scale`` (a ``1e30`` fill value, a
     saturated sensor) and record them in ``meta["exclusions"]["out_of_range_observations"]``
-    (with up to 10 sample names). Returns the longest series seen."""
+    (with up to 10 sample names). Returns the longest series seen. A store is read whole
+    chunks at a time, its lengths from its metadata
+    (:func:`~sitsformer.data.transforms.chunked_values`)."""
     factor = Scale(1.0 / scale) if scale not in (None, 1.0) else None
     check = MaskOutOfRange(*rng) if rng is not None else None
     get = getattr(samples, "raw_sample", samples.__getitem__)
     longest, bad, examples = 0, 0, []
+    chunked = chunked_values(samples, idx, factor)
+    if chunked is not None:  # a store: whole chunks as arrays, lengths from its metadata
+        for index, x, valid in chunked:
+            longest = max(longest, int(np.max(samples.lengths[index])))
+            if check is not None:
+                per = (((x < check.low) | (x > check.high)).any(axis=2)
+                       & valid).sum(axis=(1, 2, 3))
+                bad += int(per.sum())
+                examples += [str(names[int(i)]) for i in index[per > 0]][:10 - len(examples)]
+        idx = []
     for i in idx:
         s = get(int(i))
         longest = max(longest, int(np.asarray(s["mask"]).shape[0]))
@@ -431,7 +463,8 @@ class DataModule:
     def _scan(self, spec: InputSpec) -> int:
         """The longest series, and the out-of-range observations counted into
         ``meta["exclusions"]`` (every sample up to :data:`MAX_SCAN`, else the training
-        statistics samples and a year)."""
+        statistics samples and a year). A store is read whole chunks at a time, its lengths
+        from its metadata (:func:`~sitsformer.data.transforms.chunked_values`)."""
         n = len(self.labels)
         idx = range(n) if n <= MAX_SCAN else list(self.splits["train"])[:STATS_SAMPLES]
         longest = count_out_of_range(self.samples, idx, spec.scale, spec.valid_range,
@@ -440,7 +473,12 @@ class DataModule:
         return 366 if n > MAX_SCAN else longest
 
     def _statistics(self) -> dict[str, Any]:
-        """Scale (given or inferred), valid range, robust mean/std and medians."""
+        """Scale (given or inferred), valid range, robust mean/std and medians, over the
+        first :data:`STATS_SAMPLES` training samples (a store: read whole chunks at a time).
+
+        A store's own ``mean``/``std`` (written at build time) are not used: they describe the
+        stored values before the scale and the valid range, over all samples or the build's
+        split, not this run's training split."""
         train = list(self.splits["train"])[:STATS_SAMPLES]
         where = f"data.source {self.source!r}"
         raw = collect_values(self.samples, train)

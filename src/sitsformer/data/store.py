@@ -195,7 +195,9 @@ class SampleStore(SITSDataset):
 
     Safe with many DataLoader workers: each process opens its own handle on first access.
     ``__getitems__`` reads a whole batch with one orthogonal selection per array (each chunk
-    decompressed once per batch), which the DataLoader uses automatically.
+    decompressed once per batch), which the DataLoader uses automatically; ``iter_chunks``
+    serves whole arrays for statistics. A damaged chunk raises a :class:`DataError` naming the
+    store, the array and the chunk.
 
     Attributes (besides the SITSDataset ones): ``mean``/``std`` (normalisation statistics
     stored with the data), ``attrs`` (all stored metadata).
@@ -217,6 +219,7 @@ class SampleStore(SITSDataset):
         self.mean = np.asarray(attrs["mean"])
         self.std = np.asarray(attrs["std"])
         self._n = int(g["sequence"].shape[0])
+        self.chunk_size = int(g["sequence"].chunks[0])
         self.lengths = g["length"][:]
         names = set(g.array_keys())
         self._has = {k: k in names for k in ("dates", "pixel_mask", "label", "group")}
@@ -275,7 +278,45 @@ class SampleStore(SITSDataset):
         keys = ["sequence", "mask", "doy"] + [k for k in ("dates", "pixel_mask") if self._has[k]]
         if self._label_maps:
             keys.append("label")
-        return {k: g[k].oindex[sel] if isinstance(sel, np.ndarray) else g[k][sel] for k in keys}
+        out = {}
+        for k in keys:
+            try:
+                out[k] = g[k].oindex[sel] if isinstance(sel, np.ndarray) else g[k][sel]
+            except Exception as err:  # noqa: BLE001 - any codec/IO error of a damaged chunk
+                rows = (np.asarray(sel) if isinstance(sel, np.ndarray)
+                        else np.arange(*sel.indices(self._n)))
+                chunks = np.unique(rows // self.chunk_size).tolist()
+                raise DataError(f"{self.path}: array {k!r}, chunk(s) {chunks[:8]} (of "
+                                f"{self.chunk_size} samples each) could not be read: expected "
+                                f"a readable chunk, found {type(err).__name__}: {err}") from err
+        return out
+
+    def iter_chunks(self, indices: Sequence[int] | None = None, max_bytes: int = 1 << 26,
+                    ) -> Iterable[dict[str, np.ndarray]]:
+        """The samples ``indices`` (default all; sorted, each once) as whole arrays, read
+        chunk by chunk (a few chunks, at most about ``max_bytes`` of sequence, per read).
+
+        Yields dicts with ``index`` (m,), ``length`` (m,), ``sequence`` (m, T, C, H, W) and
+        ``valid`` (m, T, H, W): True where an observation counts (a valid date, a clear pixel),
+        for statistics by array reductions instead of sample by sample.
+        """
+        idx = (np.arange(self._n) if indices is None
+               else np.unique(np.asarray(indices, dtype=np.int64)))
+        g = self._open()
+        per_sample = int(np.prod(g["sequence"].shape[1:])) * 4
+        group = max(1, int(max_bytes) // max(per_sample * self.chunk_size, 1))
+        chunk_of = idx // self.chunk_size
+        bounds = np.flatnonzero(np.diff(chunk_of // group)) + 1
+        for sel in np.split(idx, bounds):
+            if not len(sel):
+                continue
+            data = self._read(sel)
+            x = data["sequence"]
+            valid = np.broadcast_to(data["mask"][:, :, None, None],
+                                    (x.shape[0], x.shape[1], x.shape[3], x.shape[4]))
+            if "pixel_mask" in data:
+                valid = valid & data["pixel_mask"]
+            yield {"index": sel, "length": self.lengths[sel], "sequence": x, "valid": valid}
 
     def raw_sample(self, index: int) -> dict[str, Any]:
         data = self._read(slice(index, index + 1))
@@ -295,61 +336,3 @@ class SampleStore(SITSDataset):
     def describe(self) -> str:
         return json.dumps({k: v for k, v in self.attrs.items() if k != "source_indices"},
                           indent=1, default=str)
-
-
-class ChunkBatchSampler:
-    """Batches that read few store chunks: shuffle chunks, then samples within chunk groups.
-
-    A fully shuffled batch of 128 from a store with chunks of 64 touches up to 128 chunks, and
-    every touched chunk is decompressed whole. This sampler shuffles the order of chunks, takes
-    ``chunks_per_group`` chunks at a time, shuffles their samples together and cuts batches from
-    them, so each batch decompresses at most ``2 * chunks_per_group`` chunks. Use it as
-    ``DataLoader(store, batch_sampler=ChunkBatchSampler(store, 128, indices=train_idx))``.
-
-    Args:
-        store: a :class:`SampleStore` (its chunk size is read from the store) or a length.
-        batch_size: samples per batch.
-        indices: restrict to these store indices (a training split); default all.
-        chunks_per_group: chunks mixed together (more = better mixing, more reading).
-        shuffle: False gives the store order (for evaluation).
-        drop_last: drop the last incomplete batch.
-        seed: base seed; the epoch (``set_epoch``) is added so each epoch differs.
-    """
-
-    def __init__(self, store: Any, batch_size: int, *, indices: Sequence[int] | None = None,
-                 chunks_per_group: int = 4, shuffle: bool = True, drop_last: bool = False,
-                 seed: int = 0, chunk_size: int | None = None) -> None:
-        n = store if isinstance(store, int) else len(store)
-        if chunk_size is None:
-            chunk_size = (zarr.open_group(str(store.path), mode="r")["sequence"].chunks[0]
-                          if isinstance(store, SampleStore) else 64)
-        self.chunk_size = int(chunk_size)
-        self.indices = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
-        self.batch_size, self.chunks_per_group = int(batch_size), int(chunks_per_group)
-        self.shuffle, self.drop_last, self.seed, self.epoch = shuffle, drop_last, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        n = len(self.indices)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Any:
-        if not self.shuffle:
-            order = np.sort(self.indices)
-        else:
-            rng = np.random.default_rng(self.seed + self.epoch)
-            chunk_of = self.indices // self.chunk_size
-            chunks = rng.permutation(np.unique(chunk_of))
-            parts = []
-            for start in range(0, len(chunks), self.chunks_per_group):
-                members = self.indices[np.isin(chunk_of, chunks[start:start +
-                                                               self.chunks_per_group])]
-                parts.append(rng.permutation(members))
-            order = np.concatenate(parts) if parts else self.indices[:0]
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
-            if self.drop_last and len(batch) < self.batch_size:
-                return
-            yield batch.tolist()

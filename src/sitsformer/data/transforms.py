@@ -165,6 +165,27 @@ class MaskOutOfRange:
         return f"MaskOutOfRange({self.low}, {self.high})"
 
 
+def chunked_values(dataset: Any, indices: Iterable[int] | None = None,
+                   transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                   ) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+    """``(index (m,), sequence (m, T, C, H, W) float64, valid (m, T, H, W))`` per few chunks of a
+    chunked dataset (one with ``iter_chunks``, e.g. a :class:`~sitsformer.data.SampleStore`),
+    after ``transform`` (None or a :class:`Scale`); None when the dataset is not chunked or the
+    transform is another one (the caller then goes sample by sample)."""
+    chunks = getattr(dataset, "iter_chunks", None)
+    if chunks is None or not (transform is None or isinstance(transform, Scale)):
+        return None
+
+    def values() -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        for part in chunks(None if indices is None else [int(i) for i in indices]):
+            x = part["sequence"]
+            if transform is not None:
+                x = transform({"sequence": x})["sequence"]  # the same float32 product
+            yield part["index"], np.asarray(x).astype(np.float64), part["valid"]
+
+    return values()
+
+
 def collect_values(dataset: Any, indices: Iterable[int] | None = None,
                    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
                    per_sample: int = 64, progress: bool = False) -> np.ndarray:
@@ -172,13 +193,23 @@ def collect_values(dataset: Any, indices: Iterable[int] | None = None,
     spaced observations per sample), after ``transform``: the values robust statistics and
     scale inference are computed from."""
     idx = range(len(dataset)) if indices is None else [int(i) for i in indices]
+    parts = []
+    chunked = chunked_values(dataset, idx, transform)
+    if chunked is not None:  # whole chunks as arrays; the same values as sample by sample
+        for _, x, valid in chunked:
+            xs = np.moveaxis(x, 2, -1)  # (m, T, H, W, C)
+            for j in range(x.shape[0]):
+                sel = xs[j][valid[j]]
+                if sel.shape[0] > per_sample:
+                    sel = sel[np.linspace(0, sel.shape[0] - 1, per_sample).astype(np.int64)]
+                parts.append(sel)
+        idx = []
     get = getattr(dataset, "raw_sample", dataset.__getitem__)
     iterator: Iterable[int] = idx
     if progress:
         from tqdm.auto import tqdm
 
         iterator = tqdm(idx, desc="value statistics", unit="sample")
-    parts = []
     for i in iterator:
         s = get(i)
         if transform is not None:
@@ -204,7 +235,9 @@ def compute_normalization(dataset: Any, indices: Iterable[int] | None = None,
 
     Args:
         dataset: a SITSDataset (its ``raw_sample`` is used, so its own ``transform`` is
-            ignored: statistics describe the stored values, or those after ``transform``).
+            ignored: statistics describe the stored values, or those after ``transform``); a
+            chunked one (a sample store) is read whole chunks at a time
+            (:func:`chunked_values`).
         indices: the training indices; None = all samples.
         transform: applied before counting (e.g. ``Scale(1e-4)``).
         valid_range: ``(low, high)`` after ``transform``: observations with a band outside it
@@ -219,6 +252,18 @@ def compute_normalization(dataset: Any, indices: Iterable[int] | None = None,
     drop = MaskOutOfRange(*valid_range) if valid_range is not None else None
     total = sq = None
     count = 0
+    chunked = chunked_values(dataset, idx, transform)
+    if chunked is not None:  # whole chunks as arrays, numpy reductions
+        for _, x, valid in chunked:
+            if drop is not None:
+                valid = valid & ~((x < drop.low) | (x > drop.high)).any(axis=2)
+            sel = np.moveaxis(x, 2, -1)[valid]  # (n_valid, C)
+            if total is None:
+                total, sq = np.zeros(x.shape[2]), np.zeros(x.shape[2])
+            total += sel.sum(0)
+            sq += (sel ** 2).sum(0)
+            count += sel.shape[0]
+        idx = []
     iterator: Iterable[int] = idx
     if progress:
         from tqdm.auto import tqdm

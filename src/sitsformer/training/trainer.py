@@ -501,8 +501,8 @@ class SITSFormerTrainer:
         """Train until ``num_epochs`` (total, counting resumed ones), early stopping or a signal.
 
         Args:
-            train_loader: batches of collated samples; its sampler's ``set_epoch(epoch)`` is
-                called each epoch (use :func:`~sitsformer.training.make_loader` for exact,
+            train_loader: batches of collated samples; its sampler's (or batch sampler's)
+                ``set_epoch(epoch)`` is called each epoch (use :func:`~sitsformer.training.make_loader` for exact,
                 resumable shuffling).
             val_loader: optional validation batches.
             num_epochs: total epochs (default: the constructor's).
@@ -545,9 +545,10 @@ class SITSFormerTrainer:
         status = "completed"
         try:
             for epoch in range(self.epoch + 1, num_epochs + 1):
-                sampler = getattr(train_loader, "sampler", None)
-                if hasattr(sampler, "set_epoch"):
-                    sampler.set_epoch(epoch)
+                for part in ("sampler", "batch_sampler"):  # a store's loader: batch_sampler
+                    sampler = getattr(train_loader, part, None)
+                    if hasattr(sampler, "set_epoch"):
+                        sampler.set_epoch(epoch)
                 train = self.train_epoch(train_loader, epoch)
                 if train is None:
                     status = "interrupted"
