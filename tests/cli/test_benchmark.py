@@ -100,8 +100,10 @@ def test_benchmark_rondonia_cv_tiny(shared_data, tmp_path, monkeypatch, capsys):
         oas = [by[(method, u)]["oa"] for u in ("r0f0", "r0f1")]
         assert summary[method]["oa"] == pytest.approx(np.mean(oas))
         assert summary[method]["oa_std"] == pytest.approx(np.std(oas, ddof=1))
+    # every model against the baselines; the first (the recipe) also against the other model
+    assert set(summary["sitsformer"]["vs"]) == {"random_forest", "lightgbm", "small"}
+    assert set(summary["small"]["vs"]) == {"random_forest", "lightgbm"}
     for model in ("sitsformer", "small"):
-        assert set(summary[model]["vs"]) == {"random_forest", "lightgbm"}
         for base, v in summary[model]["vs"].items():
             d = np.array([by[(model, u)]["oa"] - by[(base, u)]["oa"] for u in ("r0f0", "r0f1")])
             half = stats.t.ppf(0.975, 1) * math.sqrt((1 / 2 + 80 / 80) * d.var(ddof=1))
@@ -120,6 +122,7 @@ def test_benchmark_rondonia_cv_tiny(shared_data, tmp_path, monkeypatch, capsys):
     md = (out / "benchmark.md").read_text()
     assert md in printed and "| rondonia | lightgbm |" in md
     assert "| rondonia | small | random_forest |" in md
+    assert "| rondonia | sitsformer | small |" in md
     assert "rondonia: cv: 1 x 2-fold cross-validation of 160 samples, stratified" in md
     assert (out / "benchmark.png").stat().st_size > 0
     with open(out / "benchmark.csv") as fh:

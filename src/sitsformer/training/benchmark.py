@@ -369,7 +369,8 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
 def summarize(rows: list[dict[str, Any]], sets: dict[str, dict[str, Any]] | None = None
               ) -> list[dict[str, Any]]:
     """Per set and method: mean and std over the runs of each metric and of the run time; per
-    deep model, against each baseline: the paired OA difference with its 95 % interval and
+    deep model, against each baseline (and the first model against the other deep models):
+    the paired OA difference with its 95 % interval and
     verdict (:func:`~sitsformer.evaluation.significance.paired_difference`, Nadeau-Bengio
     corrected for cross-validation) and McNemar's p on the first repeat's (or seed's) pooled
     test predictions (:func:`~sitsformer.evaluation.significance.mcnemar`).
@@ -403,7 +404,11 @@ def summarize(rows: list[dict[str, Any]], sets: dict[str, dict[str, Any]] | None
                 for key in (*METRICS, "seconds"):
                     entry[key], entry[f"{key}_std"] = _mean_std([r[key] for r in sel])
             entry["vs"] = {}
-            for base in baselines:
+            # every model against the baselines; the first model (the recipe under test)
+            # also against the other deep models (TempCNN, L-TAE are the field's baselines)
+            models = [m for m in methods if m not in baselines]
+            against = [*baselines, *(models[1:] if method == models[0] else [])]
+            for base in against:
                 if entry["kind"] != "model":
                     break
                 pair = [u for u in by_method[method] if u in by_method[base]]
