@@ -103,7 +103,7 @@ def test_baseline_train_evaluate_predict_export(arch, cls, tmp_path, one_thread)
 def test_victoria_recipe_trains_a_baseline(arch, shared_data, tmp_path, one_thread):
     """What ``sitsformer benchmark`` runs for a baseline: the shipped ``victoria_pixel`` recipe
     with ``model.variant=<arch>`` (here 3 short epochs). The recipe's transformer settings
-    (embed_dim 64, 3 layers, 4 heads, dropout 0) are ignored: the stored model config holds
+    (embed_dim 128, 3 layers, 4 heads, dropout 0) are ignored: the stored model config holds
     their defaults and the baseline its published sizes."""
     source = shared_data / "s2_victoria_igarss2019" / "s2_victoria_igarss2019.npz"
     run = tmp_path / "run"

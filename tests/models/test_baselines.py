@@ -215,7 +215,7 @@ def test_transformer_settings_are_ignored_by_baselines():
         cfg = load_config(shipped_configs()["victoria_pixel"], [f"model.variant={arch}"])
         settings = {k: v for k, v in dataclasses.asdict(cfg.model).items()
                     if k not in MODEL_SECTION_EXTRA}
-        assert settings["embed_dim"] == 64 and settings["dropout"] == 0.0  # the recipe's
+        assert settings["embed_dim"] == 128 and settings["dropout"] == 0.0  # the recipe's
         resolved = resolve_model_config(cfg.model.variant, **{**settings, "patch_size": 1})
         assert resolved.arch == arch
         assert all(getattr(resolved, k) == getattr(defaults, k) for k in SITSFORMER_ONLY)
