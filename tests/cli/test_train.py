@@ -68,6 +68,16 @@ def test_train_writes_run_and_resumes(config_file, tmp_path, capsys):
     assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1
 
 
+def test_plots_line_only_when_plots_are_drawn(config_file, tmp_path, capsys):
+    run = tmp_path / "runs" / "exp"
+    assert main(["train", "--config", str(config_file), *TINY, "train.epochs=1",
+                 "logging.plots=false"]) == 0
+    assert "plots:" not in capsys.readouterr().out and not (run / "curves.png").exists()
+    assert main(["train", "--config", str(config_file), *TINY, "train.epochs=1",
+                 "--overwrite"]) == 0
+    assert f"plots:           {run / 'curves.png'}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("override,message", [
     ("optim.learning_rate=1", "unknown config key 'optim.learning_rate'"),
     ("train.epochs=two", "config key 'train.epochs': expected int"),

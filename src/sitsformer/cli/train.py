@@ -33,7 +33,8 @@ def print_summary(out: dict[str, Any]) -> None:
     extra = "metrics.jsonl" + (", tensorboard/" if (Path(out["run_dir"]) / "tensorboard").is_dir()
                                else "")
     print(f"metrics:         {out['metrics_file']} (and {extra})")
-    print(f"plots:           {out['plots']}")
+    if Path(out["plots"]).is_file():  # not with logging.plots=false
+        print(f"plots:           {out['plots']}")
     if "test" in out:
         t = out["test"]
         shown = " ".join(f"{k[5:]}={t[k]:.4f}" for k in ("test_oa", "test_kappa",
