@@ -3,6 +3,7 @@ legend, compact probabilities, VRT mosaics, refusals before any block runs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -60,16 +61,17 @@ def reference(tmp_path_factory, patch_ckpt, tile):
     return out
 
 
-@pytest.fixture(scope="module")
-def scheduler_address():
-    """A real dask scheduler and two worker processes (``dask scheduler`` / ``dask worker``)."""
+@contextlib.contextmanager
+def dask_cluster(worker_envs: list[dict[str, str]], nanny: bool = True):
+    """A real dask scheduler and one worker process per entry of ``worker_envs`` (extra
+    environment variables of that worker), on 127.0.0.1: ``(address, processes)``."""
     port = free_port()
     addr = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host",
                                "127.0.0.1", "--port", str(port), "--dashboard-address", ":0",
-                               "--no-show"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)]
+                               "--no-show"], env=env, **quiet)]
     try:
         from distributed import Client
 
@@ -82,19 +84,27 @@ def scheduler_address():
                 if time.time() > deadline:
                     raise
                 time.sleep(0.3)
-        for name in ("0", "1"):
+        for i, extra in enumerate(worker_envs):
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "distributed.cli.dask_worker", addr, "--nthreads", "1",
-                 "--name", name, "--no-dashboard", "--host", "127.0.0.1"], env=env,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                 "--name", str(i), "--no-dashboard", *([] if nanny else ["--no-nanny"]),
+                 "--host", "127.0.0.1"], env={**env, **extra}, **quiet))
         with Client(addr, timeout="10s") as client:
-            client.wait_for_workers(2, timeout=60)
-        yield addr
+            client.wait_for_workers(len(worker_envs), timeout=60)
+        yield addr, procs
     finally:
         for p in reversed(procs):
-            p.terminate()
+            if p.poll() is None:
+                p.terminate()
         for p in procs:
             p.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def scheduler_address():
+    """A real dask scheduler and two worker processes (``dask scheduler`` / ``dask worker``)."""
+    with dask_cluster([{}, {}]) as (addr, _):
+        yield addr
 
 
 @pytest.mark.slow
@@ -285,31 +295,8 @@ def test_a_worker_killed_mid_map_is_reported(patch_ckpt, tile, reference, tmp_pa
     """Issue 32: killing one Dask worker mid-map recovered (same map) but nothing said so.
     Worker 1 kills itself at its second block (``SITSFORMER_FAULT_KILL=predict.block:2``;
     no nanny, so it stays dead); the map equals the reference and predict names the loss."""
-    port = free_port()
-    addr = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host",
-                               "127.0.0.1", "--port", str(port), "--dashboard-address", ":0",
-                               "--no-show"], env=env, **quiet)]
-    try:
-        from distributed import Client
-
-        deadline = time.time() + 60
-        while True:
-            try:
-                with Client(addr, timeout="2s"):
-                    break
-            except OSError:
-                assert time.time() < deadline
-                time.sleep(0.3)
-        for name, extra in (("0", {}), ("1", {"SITSFORMER_FAULT_KILL": "predict.block:2"})):
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "distributed.cli.dask_worker", addr, "--nthreads", "1",
-                 "--name", name, "--no-dashboard", "--no-nanny", "--host", "127.0.0.1"],
-                env={**env, **extra}, **quiet))
-        with Client(addr, timeout="10s") as client:
-            client.wait_for_workers(2, timeout=60)
+    with dask_cluster([{}, {"SITSFORMER_FAULT_KILL": "predict.block:2"}], nanny=False) as (
+            addr, procs):
         out = tmp_path / "map.tif"
         assert _predict(patch_ckpt, tile["folder"], out, "--probabilities", "--scheduler",
                         addr, "--window", "8") == 0
@@ -319,8 +306,3 @@ def test_a_worker_killed_mid_map_is_reported(patch_ckpt, tile, reference, tmp_pa
         assert "their blocks were computed again on the other workers, so the map is " \
                "complete" in err
         np.testing.assert_array_equal(_read(out), _read(reference))
-    finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.kill()
-            p.wait(timeout=30)
