@@ -49,9 +49,9 @@ from sitsformer.training.experiment import run_experiment
 from sitsformer.training.run import resolve_ensemble
 
 __all__ = ["BASELINES", "CV_MAX_SAMPLES", "DEFAULT_MODELS", "DEFAULT_SETS", "MODELS",
-           "BenchmarkInterrupted", "BenchmarkSet", "ModelEntry", "Protocol", "cv_folds",
-           "lightgbm_scores", "parse_models", "random_forest_scores", "run_benchmark",
-           "summarize"]
+           "BenchmarkInterrupted", "BenchmarkSet", "ModelEntry", "Protocol", "baseline_scores",
+           "cv_folds", "lightgbm_scores", "parse_models", "random_forest_scores",
+           "run_benchmark", "summarize"]
 
 DEFAULT_RECIPE = "victoria_pixel"
 METRICS = ("oa", "kappa", "macro_f1")
@@ -267,30 +267,30 @@ def baseline_predict(method: str, x: np.ndarray, labels: np.ndarray, fit: np.nda
     return np.asarray(model.predict(x[test]), np.int64)
 
 
-def random_forest_scores(dm: DataModule, seed: int, trees: int = 500,
-                         features: np.ndarray | None = None) -> dict[str, Any]:
-    """A random forest on the split of ``dm`` (fitted on train + val, scored on test)."""
+def baseline_scores(method: str, dm: DataModule, seed: int, trees: int = 500,
+                    rounds: int = 300, features: np.ndarray | None = None) -> dict[str, Any]:
+    """Baseline ``method`` (:data:`BASELINES`) on the split of ``dm``: fitted on train + val,
+    scored on test."""
     x = _features(dm) if features is None else features
     fit = np.concatenate([dm.splits["train"], dm.splits["val"]])
     test = dm.splits["test"]
     t0 = time.perf_counter()
-    pred = baseline_predict("random_forest", x, dm.labels, fit, test, seed, trees)
+    pred = baseline_predict(method, x, dm.labels, fit, test, seed, trees, rounds=rounds)
     s = _scores(dm.labels[test], pred, dm.num_classes)
     return {**{k: s[k] for k in METRICS}, "seconds": time.perf_counter() - t0,
             "n_fit": len(fit), "n_test": len(test)}
+
+
+def random_forest_scores(dm: DataModule, seed: int, trees: int = 500,
+                         features: np.ndarray | None = None) -> dict[str, Any]:
+    """A random forest on the split of ``dm`` (:func:`baseline_scores`)."""
+    return baseline_scores("random_forest", dm, seed, trees=trees, features=features)
 
 
 def lightgbm_scores(dm: DataModule, seed: int, rounds: int = 300,
                     features: np.ndarray | None = None) -> dict[str, Any]:
-    """A LightGBM model on the split of ``dm`` (fitted on train + val, scored on test)."""
-    x = _features(dm) if features is None else features
-    fit = np.concatenate([dm.splits["train"], dm.splits["val"]])
-    test = dm.splits["test"]
-    t0 = time.perf_counter()
-    pred = baseline_predict("lightgbm", x, dm.labels, fit, test, seed, rounds=rounds)
-    s = _scores(dm.labels[test], pred, dm.num_classes)
-    return {**{k: s[k] for k in METRICS}, "seconds": time.perf_counter() - t0,
-            "n_fit": len(fit), "n_test": len(test)}
+    """A LightGBM model on the split of ``dm`` (:func:`baseline_scores`)."""
+    return baseline_scores("lightgbm", dm, seed, rounds=rounds, features=features)
 
 
 def cv_folds(labels: np.ndarray, groups: np.ndarray | None, folds: int, repeats: int,
