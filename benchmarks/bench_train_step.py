@@ -69,6 +69,8 @@ def _sync(device: torch.device) -> None:
 def _autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager[Any]:
     if dtype == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
+    if dtype == "fp16":
+        return torch.autocast(device.type, dtype=torch.float16)
     return contextlib.nullcontext()
 
 
@@ -205,33 +207,49 @@ def run_in_subprocess(args: argparse.Namespace, name: str, dtype: str) -> dict[s
 
 
 # ------------------------------------------------------------------------------ accuracy check
-def accuracy_check(steps: int, device_name: str, seed: int = 0) -> dict[str, float]:
-    """Train the original config for ``steps`` steps on GENERATED demo data in fp32 and in bf16
-    autocast (same seed, same batches) and return each run's held-out accuracy."""
+def accuracy_check(steps: int, device_name: str, seed: int = 0,
+                   dtypes: tuple[str, ...] = ("fp32", "bf16"),
+                   n_samples: int = 1200) -> dict[str, float]:
+    """Train the original config for ``steps`` steps on GENERATED demo data in each of
+    ``dtypes`` (fp32; bf16 autocast; fp16 autocast with a GradScaler, CUDA only), same seed and
+    same batches, and return each run's held-out accuracy (the last ``n_samples // 6``)."""
     from tqdm import tqdm
 
     from sitsformer.data import collate
     from sitsformer.data.synthetic import make_demo_data
 
     device = torch.device(device_name)
-    data = make_demo_data(n_samples=1200, img_size=5, seed=seed)
+    data = make_demo_data(n_samples=n_samples, img_size=5, seed=seed)
     samples = [{k: v for k, v in s.items() if k != "group"} for s in data.samples]
-    train, test = samples[:1000], samples[1000:]
-    groups = {s["group"] for s in data.samples[:1000]} & {s["group"] for s in data.samples[1000:]}
+    cut = n_samples - n_samples // 6
+    train, test = samples[:cut], samples[cut:]
+    groups = {s["group"] for s in data.samples[:cut]} & {s["group"] for s in data.samples[cut:]}
     assert not groups, "train and test share fields"
     train_batch, test_batch = collate(train), collate(test)  # padded to their longest T once
     train_batch["sequence"] = train_batch["sequence"] / 10000.0  # reflectance x 10000 -> 0..1
     results = {}
-    for dtype in ("fp32", "bf16"):
+    for dtype in dtypes:
         torch.manual_seed(seed)
         model = create_sits_former("sitsformer_original", num_classes=len(data.classes)).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
+        scaler = torch.amp.GradScaler(device.type) if dtype == "fp16" else None
         g = torch.Generator().manual_seed(seed)
         for _ in tqdm(range(steps), desc=f"accuracy {dtype}", leave=False):
             idx = torch.randint(0, len(train), (64,), generator=g)
             batch = {k: train_batch[k][idx].to(device)
                      for k in ("sequence", "mask", "doy", "label")}
-            train_step(model, opt, batch, device, dtype)
+            if scaler is None:
+                train_step(model, opt, batch, device, dtype)
+                continue
+            with _autocast(device, dtype):
+                logits = model(batch["sequence"], batch["mask"], doy=batch["doy"])
+                loss = F.cross_entropy(logits.float(), batch["label"])
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"fp16 + GradScaler: loss {loss.item()}")
         model.eval()
         with torch.no_grad(), _autocast(device, dtype):
             seq = test_batch["sequence"].to(device) / 10000.0

@@ -27,7 +27,8 @@ from sitsformer.data.spec import InputSpec
 from sitsformer.models.checkpoint import fault_point
 from sitsformer.parallel import tune_worker_malloc, worker_index
 
-__all__ = ["BlockLedger", "BlockSettings", "fingerprint", "parts_dir", "predict_block"]
+__all__ = ["BlockLedger", "BlockSettings", "fingerprint", "parts_dir", "predict_block",
+           "read_block"]
 
 _MODELS: dict[int, tuple[Any, torch.nn.Module]] = {}  # per process: model id -> (device, model)
 
@@ -80,9 +81,21 @@ def _worker_model(model: torch.nn.Module, device: str) -> tuple[torch.nn.Module,
     return model, dev
 
 
+def read_block(src: Any, s: BlockSettings, window: tuple[int, int, int, int],
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Read and prepare one window plus its halo (what :func:`predict_block` classifies)."""
+    from sitsformer.inference.predict import _read_window
+
+    r0, c0, h, w = window
+    return _read_window(src, lambda x: s.spec.prepare_array(x, scaled=s.scaled), r0, c0, h, w,
+                        s.overlap, s.edge_mode)
+
+
 def predict_block(model: torch.nn.Module, src: Any, s: BlockSettings, folder: Path,
-                  index: int, window: tuple[int, int, int, int]) -> dict[str, Any]:
-    """Classify one window, write ``block_<index>.npz`` into ``folder``, return its counts."""
+                  index: int, window: tuple[int, int, int, int],
+                  block: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """Classify one window, write ``block_<index>.npz`` into ``folder``, return its counts.
+    ``block``: the window already read by :func:`read_block` (None: read it here)."""
     from sitsformer.inference.predict import _predict_window
 
     fault_point("predict.block")  # crash tests: SITSFORMER_FAULT_KILL=predict.block:N
@@ -100,14 +113,11 @@ def predict_block(model: torch.nn.Module, src: Any, s: BlockSettings, folder: Pa
         d = np.asarray(s.dates).astype("datetime64[D]")
         doy = torch.from_numpy((d - d.astype("datetime64[Y]")).astype(np.int64) + 1)
         days = torch.from_numpy(d.astype(np.int64))
-
-    def prep(x: np.ndarray) -> np.ndarray:
-        return s.spec.prepare_array(x, scaled=s.scaled)
-
-    r0, c0, h, w = window
+    x, pm = block if block is not None else read_block(src, s, window)
+    _, _, h, w = window
     cls, conf, prob, nodata = _predict_window(
-        model, src, prep, r0, c0, h, w, s.overlap, s.half, s.edge_mode, s.batch_size, doy, days,
-        dev, autocast, s.k, s.cls_nodata, s.probabilities)
+        model, x, pm, h, w, s.overlap, s.half, s.batch_size, doy, days, dev, autocast, s.k,
+        s.cls_nodata, s.probabilities)
     arrays: dict[str, np.ndarray] = {"cls": cls.astype(np.uint8 if s.cls_nodata == 255
                                                        else np.uint16), "conf": conf}
     if prob is not None:

@@ -22,6 +22,7 @@ final maps are assembled from those parts window by window.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ from tqdm.auto import tqdm
 
 from sitsformer.data.spec import InputSpec
 from sitsformer.inference.blocks import (BlockLedger, BlockSettings, fingerprint as _fingerprint,
-                                         parts_dir, predict_block)
+                                         parts_dir, predict_block, read_block)
 from sitsformer.inference.outputs import CLASS_NODATA, CONFIDENCE_NODATA, write_outputs
 from sitsformer.inference.sources import open_raster_source
 
@@ -260,8 +261,16 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
     if runner is None or getattr(runner, "client", None) is None:
         model.eval().to(dev)
         bar = tqdm(todo, desc="predict", unit="block", disable=not progress)
-        for i in bar:
-            ledger.add(i, predict_block(model, src, settings, ledger.folder, i, windows[i]))
+        # One thread reads (and prepares) the next window while this one is classified:
+        # GDAL and numpy release the GIL, and a GPU otherwise waits for every read.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict-read") as pool:
+            ahead = pool.submit(read_block, src, settings, windows[todo[0]]) if todo else None
+            for j, i in enumerate(bar):
+                block = ahead.result()
+                ahead = (pool.submit(read_block, src, settings, windows[todo[j + 1]])
+                         if j + 1 < len(todo) else None)
+                ledger.add(i, predict_block(model, src, settings, ledger.folder, i,
+                                            windows[i], block=block))
     else:
         import dask
 
@@ -294,14 +303,11 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
         lost_workers=sorted(getattr(runner, "lost_workers", None) or []))
 
 
-@torch.no_grad()
-def _predict_window(model: nn.Module, src: Any, prep: Any, r0: int, c0: int, h: int, w: int,
-                    overlap: int, half: int, edge_mode: str, batch_size: int,
-                    doy: torch.Tensor | None, days: torch.Tensor | None, dev: torch.device,
-                    autocast: Any, k: int, cls_nodata: int, probabilities: bool,
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
+def _read_window(src: Any, prep: Any, r0: int, c0: int, h: int, w: int, overlap: int,
+                 edge_mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read a window plus its halo, clipped to the raster, prepared (scale, bands) and
+    completed at the raster's edges: ``(x (T, C, h + 2o, w + 2o), pixel_mask (T, ...))``."""
     h_all, w_all = int(src.height), int(src.width)
-    # Read the window plus its halo, clipped to the raster, then complete it at the edges.
     rs, re_ = max(r0 - overlap, 0), min(r0 + h + overlap, h_all)
     cs, ce = max(c0 - overlap, 0), min(c0 + w + overlap, w_all)
     block = src.read_window(rs, cs, re_ - rs, ce - cs)
@@ -309,11 +315,27 @@ def _predict_window(model: nn.Module, src: Any, prep: Any, r0: int, c0: int, h: 
             (cs - (c0 - overlap), (c0 + w + overlap) - ce))
     x = _pad(prep(np.asarray(block["sequence"], dtype=np.float32)), pads, edge_mode, 0.0)
     pm = _pad(np.asarray(block["pixel_mask"], dtype=bool), pads, edge_mode, False)
-    x_t = torch.from_numpy(np.ascontiguousarray(x))  # (T, C, h + 2o, w + 2o)
-    pm_t = torch.from_numpy(np.ascontiguousarray(pm))  # (T, h + 2o, w + 2o)
+    return x, pm
+
+
+@torch.no_grad()
+def _predict_window(model: nn.Module, x: np.ndarray, pm: np.ndarray, h: int, w: int,
+                    overlap: int, half: int, batch_size: int,
+                    doy: torch.Tensor | None, days: torch.Tensor | None, dev: torch.device,
+                    autocast: Any, k: int, cls_nodata: int, probabilities: bool,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
+    """Classify the ``h x w`` centre of a window read by :func:`_read_window`."""
+    # The whole window (with its halo) goes to the device once; the (p x p) neighbourhood of
+    # every pixel is gathered there, batch by batch, and the outputs stay there until the
+    # window is done. Gathering on the host and copying each batch (p * p times the window's
+    # bytes) ran a GPU at a tenth of the model's own forward rate (benchmarks/gpu_profile.py).
+    x_t = torch.from_numpy(np.ascontiguousarray(x)).to(dev)  # (T, C, h + 2o, w + 2o)
+    pm_t = torch.from_numpy(np.ascontiguousarray(pm)).to(dev)  # (T, h + 2o, w + 2o)
     t = x_t.shape[0]
     if doy is None:  # an undated input: positions 1..T, the doy of undated training samples
         doy = torch.arange(1, t + 1)
+    doy = doy.to(dev)
+    days = days.to(dev) if days is not None else None
     p = 2 * half + 1
     # Each centre pixel (i, j) of the window sees rows i + o - half .. i + o + half.
     x_u = x_t.unfold(2, p, 1).unfold(3, p, 1)  # (T, C, h', w', p, p), a view
@@ -322,26 +344,27 @@ def _predict_window(model: nn.Module, src: Any, prep: Any, r0: int, c0: int, h: 
     has_clear = centre.any(0)
     rows, cols = torch.nonzero(has_clear, as_tuple=True)
     off = overlap - half
-    cls_block = np.full((h, w), cls_nodata, dtype=np.int64)
-    conf_block = np.full((h, w), CONFIDENCE_NODATA, dtype=np.float32)
-    prob_block = (np.full((k, h, w), CONFIDENCE_NODATA, dtype=np.float32)
-                  if probabilities else None)
+    cls_dev = torch.full((h, w), cls_nodata, dtype=torch.int64, device=dev)
+    conf_dev = torch.full((h, w), CONFIDENCE_NODATA, dtype=torch.float32, device=dev)
+    prob_dev = (torch.full((k, h, w), CONFIDENCE_NODATA, dtype=torch.float32, device=dev)
+                if probabilities else None)
     for b0 in range(0, rows.numel(), batch_size):
         ri, ci = rows[b0:b0 + batch_size], cols[b0:b0 + batch_size]
         n = ri.numel()
         seq = rearrange(x_u[:, :, ri + off, ci + off], "t c b p q -> b t c p q")
         pmask = rearrange(pm_u[:, ri + off, ci + off], "t b p q -> b t p q")
         masks = rearrange(centre[:, ri, ci], "t b -> b t")
-        kwargs: dict[str, Any] = {"pixel_mask": pmask.to(dev)}
-        kwargs["doy"] = doy.expand(n, t).to(dev)
+        kwargs: dict[str, Any] = {"pixel_mask": pmask, "doy": doy.expand(n, t)}
         if days is not None:
-            kwargs["dates"] = days.expand(n, t).to(dev)
+            kwargs["dates"] = days.expand(n, t)
         with autocast:
-            logits = model(seq.to(dev), masks.to(dev), **kwargs)
-        prob = logits.float().softmax(-1).cpu()
+            logits = model(seq, masks, **kwargs)
+        prob = logits.float().softmax(-1)
         conf, cls = prob.max(-1)
-        cls_block[ri.numpy(), ci.numpy()] = cls.numpy()
-        conf_block[ri.numpy(), ci.numpy()] = conf.numpy()
-        if prob_block is not None:
-            prob_block[:, ri.numpy(), ci.numpy()] = prob.T.numpy()
-    return cls_block, conf_block, prob_block, int((~has_clear).sum())
+        cls_dev[ri, ci] = cls
+        conf_dev[ri, ci] = conf
+        if prob_dev is not None:
+            prob_dev[:, ri, ci] = prob.T
+    prob_block = prob_dev.cpu().numpy() if prob_dev is not None else None
+    return (cls_dev.cpu().numpy(), conf_dev.cpu().numpy(), prob_block,
+            int((~has_clear).sum()))
