@@ -74,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  budget {budget:g} GiB, batch {args.batch}: micro-batch {plan.micro_batch} x "
                   f"{plan.accumulation}, checkpointing {plan.checkpointing}, estimate "
                   f"{plan.estimated_bytes / GIB:.2f} GiB", flush=True)
+            if device.type == "cuda" and precision != "fp32":
+                peak = cuda_peak(model, plan.micro_batch, args.seq_len, precision,
+                                 plan.checkpointing)
+                torch.cuda.empty_cache()
+                print(f"    that plan's step, measured: {peak / 1024:.2f} GiB "
+                      f"({'within' if peak * MIB <= budget * GIB else 'OVER'} the {budget:g} GiB)",
+                      flush=True)
         if device.type == "cuda" and precision != "fp32":
             for c in (False, True):
                 try:

@@ -90,3 +90,12 @@ def test_cli_run_with_a_budget_trains_to_the_same_weights(tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(b[name], a[name], atol=2e-5, rtol=1e-4, msg=name)
+
+
+def test_measure_peak_needs_cuda():
+    """The measured plan is for CUDA devices; on the CPU it refuses, naming the device."""
+    from sitsformer.training.memory import measure_peak
+
+    model = SITSFormer(img_size=1, patch_size=1, in_channels=4, num_classes=3)
+    with pytest.raises(ValueError, match="needs a CUDA device, got cpu"):
+        measure_peak(model, 4, device="cpu")

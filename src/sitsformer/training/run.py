@@ -294,6 +294,7 @@ def fit_and_test(cfg: ExperimentConfig, model: Any, optimizer: Any, scheduler: A
         wandb=lg.wandb, wandb_project=lg.wandb_project, plots=lg.plots, progress=lg.progress,
         config=cfg.to_dict(), data_meta=data_meta, input_spec=spec, callbacks=callbacks,
         ema_decay=cfg.train.ema_decay, checkpoint_interval_s=cfg.train.checkpoint_interval_s,
+        compile_backend=cfg.train.compile,
     )
     result = trainer.fit(dm.train_loader(), val_loader, resume_from=resume)
     out: dict[str, Any] = {
