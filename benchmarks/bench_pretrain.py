@@ -326,7 +326,8 @@ def slovenia_pretrain(args: argparse.Namespace, out: Path, which: str,
     t0 = time.perf_counter()
     res = run_pretraining(cfg)
     last = res["history"][-1] if res["history"] else {}
-    return {"which": which, "checkpoint": res["last_checkpoint"],
+    assert Path(res["last_checkpoint"]) == out / name / "last.pt", res["last_checkpoint"]
+    return {"which": which, "checkpoint": f"{name}/last.pt",  # under --out: movable
             "pixels": res["data"]["split_sizes"], "epochs": res["epochs"],
             "updates": res["global_step"], "final_train_loss": last.get("train_loss"),
             "samples_per_s": last.get("samples_per_s"), "test": res.get("test"),
@@ -591,17 +592,29 @@ def run_slovenia(args: argparse.Namespace) -> int:
         if kind == "finetune" and p["arm"] == "pretrained":
             if "pretrain_all" not in done:
                 return False
-            p["ckpt"] = done["pretrain_all"]["checkpoint"]
+            p["ckpt"] = str(out / done["pretrain_all"]["checkpoint"])
         if kind == "recon":
             if not all(f"pretrain_{w}" in done for w in ("all", "holdout")):
                 return False
-            p["ckpts"] = {w: done[f"pretrain_{w}"]["checkpoint"] for w in ("holdout", "all")}
+            p["ckpts"] = {w: str(out / done[f"pretrain_{w}"]["checkpoint"])
+                          for w in ("holdout", "all")}
         return True
 
     def order(names: list[str]) -> list[str]:
-        rank = {"pretrain": 0, "finetune": 2, "recon": 3}
-        return sorted(names, key=lambda n: (rank[todo[n][0]] - (
-            todo[n][1].get("arm") == "pretrained"), list(todo).index(n)))
+        # pre-training, then the rows seed by seed (both arms of a seed together, so a run
+        # cut short leaves complete pairs), the reconstruction last
+        rank = {"pretrain": 0, "finetune": 1, "recon": 2}
+
+        def key(n: str) -> tuple:
+            kind, p = todo[n]
+            return (rank[kind], p.get("seed", 0), p.get("arm") != "pretrained",
+                    list(todo).index(n))
+        return sorted(names, key=key)
+
+    def time_left(name: str | None = None) -> bool:
+        if name is not None and todo[name][0] == "recon":
+            return True  # a few seconds, and the numbers the table needs
+        return args.max_seconds is None or time.perf_counter() - t0 < args.max_seconds
 
     def report_line(name: str, res: dict[str, Any]) -> str:
         if name.startswith("ft_"):
@@ -618,7 +631,7 @@ def run_slovenia(args: argparse.Namespace) -> int:
     failed: dict[str, str] = {}
     if args.jobs <= 1:
         while pending:
-            name = next((n for n in order(pending) if ready(n)), None)
+            name = next((n for n in order(pending) if ready(n) and time_left(n)), None)
             if name is None:
                 break
             pending.remove(name)
@@ -638,7 +651,7 @@ def run_slovenia(args: argparse.Namespace) -> int:
                 for name in order(pending):
                     if len(running) >= args.jobs:
                         break
-                    if ready(name):
+                    if ready(name) and time_left(name):
                         pending.remove(name)
                         running[pool.submit(_job, todo[name], args, out)] = name
                 if not running:
@@ -653,7 +666,9 @@ def run_slovenia(args: argparse.Namespace) -> int:
                         failed[name] = f"{type(err).__name__}: {err}"
                         print(f"  {name}: FAILED {failed[name]}", flush=True)
     for name in pending:
-        failed.setdefault(name, "not run (a job it needs failed)")
+        failed.setdefault(name, "not run: a job it needs failed or did not run"
+                          if time_left(name) else f"not started: --max-seconds "
+                          f"{args.max_seconds:g} reached (rerun with the same --out to finish)")
     text = slovenia_report(args, out, split, done, fractions, time.perf_counter() - t0)
     print("\n" + text)
     if failed:
@@ -716,6 +731,9 @@ def main(argv: list[str] | None = None) -> int:
                    "2-core machine)")
     p.add_argument("--jobs", type=int, default=1,
                    help="slovenia: processes running pre-trainings and rows in parallel")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="slovenia: start no job after this many seconds (the running ones "
+                   "finish, the table is written; rerun with the same --out to finish)")
     p.add_argument("--block-size", type=int, default=16, help="slovenia: block side, pixels")
     p.add_argument("--test-share", type=float, default=0.3,
                    help="slovenia: share of the labelled pixels in held-out blocks")
