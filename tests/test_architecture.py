@@ -193,3 +193,26 @@ print(sorted({{m.partition(".")[0] for m in sys.modules}} & set(BLOCKED)))
     assert done.stdout.strip().splitlines()[-1] == "[]"
     for name in ("demo", "npz"):
         assert (tmp_path / "runs" / name / "best.pt").is_file(), name
+
+
+def test_eopatch_reads_without_pyogrio(shared_data):
+    # the Slovenia EOPatch has vector_timeless/LULC.gpkg: its class names need pyogrio; a bare
+    # GPU machine lacks it, so the reader falls back to the eo-learn names with a warning
+    # instead of failing (benchmarks/bench_pretrain.py --set slovenia runs there)
+    folder = shared_data / "s2_slovenia_eopatch/raw/example_data/TestEOPatch"
+    code = BLOCKER + f"""
+import warnings
+from sitsformer.data import open_source
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    ds = open_source({str(folder)!r})
+assert any("pyogrio is not installed" in str(w.message) for w in caught), caught
+print(len(ds), ds.classes)
+print(sorted({{m.partition(".")[0] for m in sys.modules}} & set(BLOCKED)))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[-1] == "[]"
+    assert lines[-2] == ("9945 ['cultivated land', 'forest', 'grassland', 'shrubland', "
+                         "'artificial surface']")

@@ -51,3 +51,44 @@ def test_gpu_check_python_steps_run_tiny_on_cpu(tmp_path, capsys, one_thread):
     for step in steps:
         assert f"\n{step}: " in "\n" + out, step
     assert "pixels/s" in out and "projected" in out and "samples/s" in out
+
+
+@pytest.mark.slow
+def test_bench_pretrain_slovenia_smoke_without_gis_and_resumes(tmp_path, shared_data):
+    # the lead runs `bench_pretrain.py --set slovenia` on a bare GPU machine: none of the GIS
+    # or cluster libraries may be needed (the module blocker of test_architecture), every
+    # step runs (split, both pre-trainings, rows, reconstruction), and a rerun with the same
+    # --out skips the finished rows
+    import json
+    import subprocess
+    import sys
+
+    from test_architecture import BLOCKER
+
+    out = tmp_path / "bench"
+    code = BLOCKER + f"""
+import runpy
+sys.argv = ["bench_pretrain.py", "--set", "slovenia", "--cpu-smoke", "--fractions", "0.05",
+            "--out", {str(out)!r}, "--data-root", {str(shared_data)!r}]
+try:
+    runpy.run_path({str(BENCH / "bench_pretrain.py")!r}, run_name="__main__")
+except SystemExit as e:
+    assert e.code in (0, None), e.code
+print(sorted({{m.partition(".")[0] for m in sys.modules}} & set(BLOCKED)))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    result = json.loads((out / "bench_pretrain_slovenia.json").read_text())
+    assert [r["arm"] for r in result["rows"]] == ["pretrained", "scratch"]
+    assert result["rows"][0]["labels"] == result["rows"][1]["labels"]
+    assert result["rows"][0]["updates"] == result["rows"][1]["updates"] >= 4
+    recon = result["results"]["recon"]["holdout"]
+    assert recon["hide_0.75"]["hidden_dates"] > 0 and recon["pixels"] > 0
+    split = result["split"]
+    assert split["every_pixel"]["train"] + split["every_pixel"]["test"] == 101 * 100
+    assert (out / "summary.md").is_file() and (out / "rows.csv").is_file()
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming: 5 result(s)" in again.stdout
+    assert "updates in" not in again.stdout  # nothing re-run

@@ -21,7 +21,7 @@ from einops import rearrange
 from sitsformer.data.dataset import (ArrayDataset, RasterPixelDataset, SITSDataset,
                                      _time_fields, add_exclusion, clean_values, regular_dates,
                                      warn_unknown_dates)
-from sitsformer.data.errors import DataError, DateParseError, LabelError
+from sitsformer.data.errors import DataError, DataWarning, DateParseError, LabelError
 from sitsformer.data.sample import IGNORE_INDEX
 
 EOLEARN_LULC = ["no data", "cultivated land", "forest", "grassland", "shrubland", "water",
@@ -143,8 +143,15 @@ def _lulc_names(folder: Path, label: str) -> list[str]:
     names = list(EOLEARN_LULC)
     gpkg = folder / "vector_timeless" / f"{label}.gpkg"
     if gpkg.exists():
-        import pyogrio.raw
+        try:
+            import pyogrio.raw
+        except ImportError:  # a bare machine (GPU, CI) without the GIS stack: default names
+            import warnings
 
+            warnings.warn(f"{gpkg}: pyogrio is not installed, so the class names come from "
+                          f"the eo-learn LULC nomenclature, not from this file "
+                          f"(pip install pyogrio to read them)", DataWarning, stacklevel=3)
+            return names
         info, _, _, fields = pyogrio.raw.read(gpkg, read_geometry=False)
         cols = list(info["fields"])
         id_col, name_col = f"{label}_ID", f"{label}_NAME"
