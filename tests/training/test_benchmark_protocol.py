@@ -70,6 +70,7 @@ def test_parse_models_and_baselines():
         parse_models("small:embed_dim")
     with pytest.raises(ValueError, match="distinct names"):
         parse_models("sitsformer,sitsformer")
+    assert parse_models("") == [] and parse_models(" ") == []  # only the baselines
     assert parse_baselines(None) == ["random_forest", "lightgbm"]
     assert parse_baselines("") == [] and parse_baselines("lightgbm") == ["lightgbm"]
     with pytest.raises(ValueError, match="expected names among"):
@@ -139,3 +140,69 @@ def test_skipped_baseline_is_reported(monkeypatch):
     md = bm._markdown(summary, info)
     assert f"| s | lightgbm | 0 | | {why} | | | |" in md
     assert f"| s | sitsformer | lightgbm | | | {why} | |" in md
+
+
+def test_baseline_that_does_not_load_is_skipped(monkeypatch):
+    """A LightGBM wheel without the system's libgomp.so.1 raises OSError on import: the
+    baseline is reported as skipped instead of ending the benchmark."""
+    import importlib
+
+    from sitsformer.training import benchmark as bm
+
+    real = importlib.import_module
+
+    def fake(name, *a):
+        if name == "lightgbm":
+            raise OSError("libgomp.so.1: cannot open shared object file")
+        return real(name, *a)
+
+    monkeypatch.setattr(importlib, "import_module", fake)
+    why = bm._baseline_missing("lightgbm")
+    assert why.startswith("skipped: lightgbm does not load (OSError: libgomp.so.1")
+
+
+def _row(set_name, method, unit, oa, correct, kind):
+    from sitsformer.training import benchmark as bm
+
+    return {"set": set_name, "method": method, "unit": unit, "protocol": "cv", "repeat": 0,
+            "fold": int(unit[-1]), "seed": 0, "n_train": 8, "n_test": 4, "oa": oa,
+            "kappa": 0.5, "macro_f1": 0.5, "seconds": 1.0, "kind": kind,
+            "correct": bm._pack(np.array(correct, bool)), "fingerprint": method}
+
+
+def test_merge_joins_parts_run_apart(tmp_path):
+    """bench_accuracy_all.sh runs each model of a set in a process of its own: the merged
+    table is the one a single benchmark would have made, paired over the folds every side
+    finished; a part killed before writing its table still gives its rows and is named."""
+    import json
+
+    from sitsformer.training import benchmark as bm
+
+    split = "cv: 1 x 3-fold"
+    parts = {"sitsformer": (["sitsformer"], [], 3), "tempcnn": (["tempcnn"], [], 2),
+             "baselines": (["random_forest"], ["random_forest"], 3)}
+    for name, (methods, baselines, folds) in parts.items():
+        d = tmp_path / name
+        d.mkdir()
+        kind = "baseline" if baselines else "model"
+        oa = {"sitsformer": 1.0, "tempcnn": 0.75, "random_forest": 0.5}[methods[0]]
+        correct = [True] * int(4 * oa) + [False] * (4 - int(4 * oa))
+        for f in range(folds):
+            bm._append_row(d / bm.ROWS_FILE, _row("s", methods[0], f"r0f{f}", oa, correct,
+                                                  kind))
+        if name != "tempcnn":  # tempcnn was killed before it wrote benchmark.json
+            (d / "benchmark.json").write_text(json.dumps({
+                "complete": True, "models": [], "baselines": baselines,
+                "splits": {"s": {"protocol": "cv", "split": split, "methods": methods,
+                                 "baselines": baselines, "skipped": {}}}}))
+    res = bm.merge_benchmarks([tmp_path / n for n in parts], tmp_path / "merged")
+    assert not res["complete"]
+    by = {e["method"]: e for e in res["summary"]}
+    assert list(by) == ["sitsformer", "tempcnn", "random_forest"]
+    assert by["random_forest"]["kind"] == "baseline" and by["tempcnn"]["kind"] == "model"
+    assert by["sitsformer"]["runs"] == 3 and by["tempcnn"]["runs"] == 2
+    assert by["sitsformer"]["vs"]["random_forest"]["mean"] == pytest.approx(0.5)
+    assert by["sitsformer"]["vs"]["tempcnn"]["runs"] == 2  # the folds both finished
+    assert by["tempcnn"]["vs"]["random_forest"]["mean"] == pytest.approx(0.25)
+    md = (tmp_path / "merged" / "benchmark.md").read_text()
+    assert "tempcnn: no table written (killed?), 2 rows" in md and f"- s: {split}" in md

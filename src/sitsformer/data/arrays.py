@@ -21,7 +21,7 @@ from einops import rearrange
 from sitsformer.data.dataset import (ArrayDataset, RasterPixelDataset, SITSDataset,
                                      _time_fields, add_exclusion, clean_values, regular_dates,
                                      warn_unknown_dates)
-from sitsformer.data.errors import DataError, DataWarning, DateParseError, LabelError
+from sitsformer.data.errors import DataError, DateParseError, LabelError
 from sitsformer.data.sample import IGNORE_INDEX
 
 EOLEARN_LULC = ["no data", "cultivated land", "forest", "grassland", "shrubland", "water",
@@ -143,23 +143,28 @@ def _lulc_names(folder: Path, label: str) -> list[str]:
     names = list(EOLEARN_LULC)
     gpkg = folder / "vector_timeless" / f"{label}.gpkg"
     if gpkg.exists():
-        try:
-            import pyogrio.raw
-        except ImportError:  # a bare machine (GPU, CI) without the GIS stack: default names
-            import warnings
-
-            warnings.warn(f"{gpkg}: pyogrio is not installed, so the class names come from "
-                          f"the eo-learn LULC nomenclature, not from this file "
-                          f"(pip install pyogrio to read them)", DataWarning, stacklevel=3)
-            return names
-        info, _, _, fields = pyogrio.raw.read(gpkg, read_geometry=False)
-        cols = list(info["fields"])
-        id_col, name_col = f"{label}_ID", f"{label}_NAME"
-        if id_col in cols and name_col in cols:
-            for code, name in zip(fields[cols.index(id_col)], fields[cols.index(name_col)]):
-                if 0 <= int(code) < len(names) and name:
-                    names[int(code)] = str(name)
+        for code, name in _gpkg_columns(gpkg, f"{label}_ID", f"{label}_NAME"):
+            if code is not None and 0 <= int(code) < len(names) and name:
+                names[int(code)] = str(name)
     return names
+
+
+def _gpkg_columns(path: Path, *columns: str) -> list[tuple[Any, ...]]:
+    """The rows of ``columns`` of the first feature table of GeoPackage ``path`` that has them
+    all ([] when none has). A GeoPackage is an SQLite database (OGC 12-128r18), so the
+    attributes need no GIS library (pyogrio is absent on a bare GPU machine)."""
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+        tables = [r[0] for r in con.execute(
+            "SELECT table_name FROM gpkg_contents WHERE data_type = 'features'")]
+        for table in tables:
+            have = {r[1] for r in con.execute(f'PRAGMA table_info("{table}")')}
+            if set(columns) <= have:
+                cols = ", ".join(f'"{c}"' for c in columns)
+                return list(con.execute(f'SELECT {cols} FROM "{table}"'))
+    return []
 
 
 # ---------------------------------------------------------------------------------- PASTIS

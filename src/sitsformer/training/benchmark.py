@@ -50,7 +50,7 @@ from sitsformer.training.run import resolve_ensemble
 
 __all__ = ["BASELINES", "CV_MAX_SAMPLES", "DEFAULT_MODELS", "DEFAULT_SETS", "MODELS",
            "BenchmarkInterrupted", "BenchmarkSet", "ModelEntry", "Protocol", "baseline_scores",
-           "cv_folds", "lightgbm_scores", "parse_models", "random_forest_scores",
+           "cv_folds", "lightgbm_scores", "merge_benchmarks", "parse_models", "random_forest_scores",
            "run_benchmark", "summarize"]
 
 DEFAULT_RECIPE = "victoria_pixel"
@@ -150,7 +150,10 @@ class BenchmarkInterrupted(Exception):
 def parse_models(spec: str | Sequence[str] | None) -> list[ModelEntry]:
     """The deep models of ``--models``: comma-separated ``NAME`` (one of :data:`MODELS`) or
     ``NAME:KEY=VALUE[:KEY=VALUE...]`` (a known name plus overrides, or a new name made of the
-    recipe plus overrides). None: :data:`DEFAULT_MODELS`."""
+    recipe plus overrides). None: :data:`DEFAULT_MODELS`; ``""``: none (only the baselines,
+    e.g. in a process of their own whose rows :func:`merge_benchmarks` joins)."""
+    if isinstance(spec, str) and not spec.strip():
+        return []
     items = list(DEFAULT_MODELS) if spec is None else (
         [s for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec))
     out: list[ModelEntry] = []
@@ -168,7 +171,8 @@ def parse_models(spec: str | Sequence[str] | None) -> list[ModelEntry]:
                              f"{name!r} twice or as a baseline")
         out.append(ModelEntry(name, (*MODELS.get(name, ()), *extra)))
     if not out:
-        raise ValueError(f"--models: expected at least one model; found {spec!r}")
+        raise ValueError(f"--models: expected at least one model (or '' for none); found "
+                         f"{spec!r}")
     return out
 
 
@@ -231,13 +235,20 @@ def _scores(labels: np.ndarray, pred: np.ndarray, k: int) -> dict[str, Any]:
 
 
 def _baseline_missing(method: str) -> str | None:
-    """Why ``method`` cannot run here (its package is not installed), or None."""
+    """Why ``method`` cannot run here (its package is not installed, or does not load: a
+    LightGBM wheel needs the system's ``libgomp.so.1``), or None."""
+    import importlib
     import importlib.util
 
     package, extra = {"random_forest": ("sklearn", "bench"),
                       "lightgbm": ("lightgbm", "boosting")}[method]
-    if importlib.util.find_spec(package) is None:
-        return (f"skipped: {package} is not installed (pip install 'sitsformer[{extra}]')")
+    try:
+        if importlib.util.find_spec(package) is None:
+            return (f"skipped: {package} is not installed (pip install "
+                    f"'sitsformer[{extra}]')")
+        importlib.import_module(package)
+    except (ImportError, OSError) as err:
+        return f"skipped: {package} does not load ({type(err).__name__}: {err})"
     return None
 
 
@@ -407,7 +418,7 @@ def summarize(rows: list[dict[str, Any]], sets: dict[str, dict[str, Any]] | None
             # every model against the baselines; the first model (the recipe under test)
             # also against the other deep models (TempCNN, L-TAE are the field's baselines)
             models = [m for m in methods if m not in baselines]
-            against = [*baselines, *(models[1:] if method == models[0] else [])]
+            against = [*baselines, *(models[1:] if models and method == models[0] else [])]
             for base in against:
                 if entry["kind"] != "model":
                     break
@@ -660,6 +671,8 @@ def run_benchmark(sets: Sequence[BenchmarkSet], seeds: Sequence[int] = (0, 1, 2)
                   and all(isinstance(m, ModelEntry) for m in models)
                   else parse_models(models))  # type: ignore[arg-type]
     base_list = parse_baselines(baselines)
+    if not model_list and not base_list:
+        raise ValueError("benchmark: expected at least one deep model or baseline; found none")
     proto = protocol if protocol is not None else Protocol(seeds=tuple(seeds))
     recipe_path, recipe = recipe_without_data(config)
     out = Path(output)
@@ -777,3 +790,69 @@ def run_benchmark(sets: Sequence[BenchmarkSet], seeds: Sequence[int] = (0, 1, 2)
     if interrupted:
         raise BenchmarkInterrupted(interrupted, result)
     return result
+
+
+def merge_benchmarks(parts: Sequence[str | Path], output: str | Path) -> dict[str, Any]:
+    """Join the rows of benchmarks run apart (e.g. one process per model of a set, in
+    parallel) into one table in ``output`` (``benchmark.json|md|csv|png``), as if one
+    benchmark had run them all: the paired differences and verdicts are computed over the
+    runs (folds or seeds) every side finished.
+
+    Each part is an output folder of :func:`run_benchmark` on the same sets and protocol; its
+    ``benchmark_rows.jsonl`` gives the rows (a part killed before it wrote its table still
+    counts) and its ``benchmark.json`` the splits and methods. The methods keep the order of
+    ``parts`` (the first part's first model is the recipe the other deep models are paired
+    with). A part that is missing, incomplete or has no rows is named in the table's note.
+
+    Returns:
+        ``{"rows", "summary", "splits", "files", "complete"}`` like :func:`run_benchmark`.
+    """
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    infos: dict[str, dict[str, Any]] = {}
+    header: dict[str, Any] = {"merged_from": [str(p) for p in parts], "models": [],
+                              "baselines": []}
+    notes: list[str] = []
+    seen: set[tuple[str, str, str]] = set()
+    for part in map(Path, parts):
+        meta_path = part / "benchmark.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        part_rows = _read_rows(part / ROWS_FILE)
+        if not meta:
+            notes.append(f"{part.name}: no table written (killed?), {len(part_rows)} rows")
+        elif not meta.get("complete", False):
+            notes.append(f"{part.name}: {meta.get('interrupted') or 'incomplete'}")
+        for key in ("recipe", "overrides", "protocol", "trees", "rounds", "sets"):
+            if key in meta:
+                header.setdefault(key, meta[key])
+        header["models"] += [m for m in meta.get("models", []) if m not in header["models"]]
+        header["baselines"] += [b for b in meta.get("baselines", [])
+                                if b not in header["baselines"]]
+        for name, info in meta.get("splits", {}).items():
+            mine = infos.setdefault(name, {**info, "methods": [], "baselines": [],
+                                           "skipped": {}})
+            if info.get("split") != mine.get("split"):
+                raise ValueError(f"merge: set {name!r} was split differently in {part} "
+                                 f"({info.get('split')!r}) than before ({mine.get('split')!r})")
+            mine["methods"] += [m for m in info.get("methods", []) if m not in mine["methods"]]
+            mine["baselines"] += [b for b in info.get("baselines", [])
+                                  if b not in mine["baselines"]]
+            mine["skipped"].update(info.get("skipped", {}))
+        for r in part_rows:
+            key = (r["set"], r["method"], r["unit"])
+            if key not in seen:
+                seen.add(key)
+                rows.append(r)
+                info = infos.setdefault(r["set"], {"protocol": r.get("protocol"), "split": "",
+                                                   "methods": [], "baselines": [],
+                                                   "skipped": {}})
+                if r["method"] not in info["methods"]:
+                    info["methods"].append(r["method"])
+                    if r.get("kind") == "baseline":
+                        info["baselines"].append(r["method"])
+    interrupted = "; ".join(notes) or None
+    summary = summarize(rows, infos)
+    files = _write(out, summary, infos, header, rows, interrupted)
+    return {"rows": rows, "summary": summary, "splits": infos, "files": files,
+            "complete": interrupted is None}
