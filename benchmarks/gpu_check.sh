@@ -23,6 +23,7 @@
 # left is skipped), prints "PASS <step>" or "FAIL <step>: <reason>", and the run goes on; the
 # exit status is 1 when any step failed.
 # Usage: bash benchmarks/gpu_check.sh [PYTHON] [--cpu-smoke]   (default: python3 on PATH)
+#   GPU_CHECK_BUDGET=S: the whole run's seconds; GPU_CHECK_SKIP="torchrun sync": steps not run.
 #   --cpu-smoke: every step tiny on the CPU (no GPU needed), to catch import and syntax errors;
 #   its numbers mean nothing. Needs rasterio for the predict steps (benchmarks/gpu_wheels.sh
 # downloads it for the GPU machine; benchmarks/README.md has the command line).
@@ -48,6 +49,10 @@ step() {
     shift 2
     local left=$((BUDGET - SECONDS))
     echo
+    if [[ " ${GPU_CHECK_SKIP:-} " == *" $name "* ]]; then
+        echo "SKIP $name (GPU_CHECK_SKIP)"
+        return
+    fi
     echo "== $name ($(date +%T), cap ${cap} s, ${left} s of the ${BUDGET} s budget left)"
     if ((left < 15)); then
         echo "FAIL $name: skipped, the ${BUDGET} s budget is spent"
