@@ -180,3 +180,25 @@ def test_a_stacked_raster_is_a_cube_with_the_folder_samples(scene, tmp_path):
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     clear = np.broadcast_to(a["pixel_mask"][:, :, None], a["sequence"].shape)
     np.testing.assert_array_equal(a["sequence"][clear], b["sequence"][clear])
+
+
+def test_data_build_of_a_labelled_raster_is_windowed_by_default(scene, tmp_path, capsys):
+    """A GeoTIFF folder with label polygons is built block by block without any option, and the
+    store holds the samples and statistics of the whole-raster build (--in-memory)."""
+    base = ["data", "build", str(scene["folder"]), "-o", f"labels={scene['labels']}",
+            "-o", "patch_size=3", "-o", "scale=10000", "--quiet"]
+    assert main(base + ["--output", str(tmp_path / "w.zarr")]) == 0
+    assert "read block by block from the cube, 256 px blocks" in capsys.readouterr().out
+    assert main(base + ["--output", str(tmp_path / "m.zarr"), "--in-memory"]) == 0
+    assert "block by block" not in capsys.readouterr().out
+    w, m = SampleStore(tmp_path / "w.zarr"), SampleStore(tmp_path / "m.zarr")
+    assert w.classes == m.classes and len(w) == len(m) > 0
+    a, ca = _by_coords(w)
+    b, cb = _by_coords(m)
+    np.testing.assert_array_equal(ca, cb)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    np.testing.assert_allclose(w.mean, m.mean, rtol=1e-9)
+    np.testing.assert_allclose(w.std, m.std, rtol=1e-6)
+    assert main(base + ["--output", str(tmp_path / "x.zarr"), "--in-memory", "--block", "32"]) == 2
+    assert "cannot be combined with --workers, --scheduler or --block" in capsys.readouterr().err

@@ -1,9 +1,11 @@
 """``sitsformer data inspect|build``: look at a data source, write a Zarr sample store.
 
-``data build`` of a GeoTIFF folder or a local STAC ``.json`` with ``--workers``/``--scheduler``/
-``--block`` (always for STAC) reads the raster as a lazy cube (:mod:`sitsformer.data.cube`):
-only the blocks holding label polygons/points are read, on a Dask cluster, and appended to the
-store block by block.
+``data build`` of a raster (a GeoTIFF folder, one stacked raster, a local STAC ``.json``) with
+label polygons or points reads it as a lazy cube (:mod:`sitsformer.data.cube`) by default: only
+the blocks holding labels are read (256 px unless ``--block``), in this process or on a Dask
+cluster (``--workers``/``--scheduler``), and appended to the store block by block, so peak memory
+is set by the block, not by the raster. ``--in-memory`` (or ``--stats-split`` other than ``all``)
+reads the whole source first, as every other source kind is read.
 """
 
 from __future__ import annotations
@@ -179,10 +181,38 @@ def _build_from_cube(args: argparse.Namespace) -> int:
     return 0
 
 
+def _windowed(args: argparse.Namespace) -> bool:
+    """Whether ``data build`` reads the source block by block (see the module doc)."""
+    from sitsformer.data import DataError
+    from sitsformer.data.sources import detect_source
+
+    if str(args.source).endswith(".json"):
+        return True  # a STAC collection is only read as a cube
+    if args.in_memory:
+        if args.workers or args.scheduler or args.block:
+            raise UsageError("--in-memory reads the whole source in this process; it cannot be "
+                             "combined with --workers, --scheduler or --block")
+        return False
+    if args.workers or args.scheduler or args.block:
+        return True
+    if args.stats_split != "all" or args.kind not in (None, "geotiff"):
+        return False
+    labelled = any(o.split("=", 1)[0].strip() == "labels" for o in args.option or [])
+    try:
+        return labelled and detect_source(args.source) == "geotiff"
+    except DataError:
+        return False  # open_source below names the problem
+
+
 def _build(args: argparse.Namespace) -> int:
     from sitsformer.data import DataError, build_store, open_source, splits
 
-    if args.workers or args.scheduler or args.block or str(args.source).endswith(".json"):
+    try:
+        windowed = _windowed(args)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if windowed:
         return _build_from_cube(args)
     try:
         ds = open_source(args.source, kind=args.kind, **reader_options(args.option))
@@ -228,6 +258,9 @@ def register(subparsers: Any) -> None:
                    help="read the raster as a lazy cube in blocks of this side (default 256 "
                    "with --workers/--scheduler or a STAC .json source): only blocks holding "
                    "labels are read, memory is set by the block, not the raster")
+    g.add_argument("--in-memory", action="store_true",
+                   help="read the whole raster into memory before writing (the windowed build "
+                   "is the default for a raster with -o labels=FILE)")
     add_overwrite(pb)
     add_quiet(pb)
     pb.set_defaults(func=_build)
