@@ -194,6 +194,13 @@ def _map_section(r: Report) -> None:
     r.add("map", "Map", body)
 
 
+def _pixel(transform: Any, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fractional (col, row) of map coordinates ``xy`` (N, 2)."""
+    inv = ~transform
+    return (inv.a * xy[:, 0] + inv.b * xy[:, 1] + inv.c,
+            inv.d * xy[:, 0] + inv.e * xy[:, 1] + inv.f)
+
+
 def _points(r: Report, main: Any) -> None:
     """Sample points on the overview grid, with reference and map class (agreement)."""
     inp = r.inp
@@ -224,8 +231,7 @@ def _points(r: Report, main: Any) -> None:
             if crs and ds.crs and rasterio.crs.CRS.from_user_input(crs) != ds.crs:
                 xs, ys = warp(rasterio.crs.CRS.from_user_input(crs), ds.crs, xy[:, 0], xy[:, 1])
                 xy = np.column_stack([xs, ys])
-            inv = ~ds.transform
-            cols, rows = inv * (xy[:, 0], xy[:, 1])
+            cols, rows = _pixel(ds.transform, xy)
             inside = (rows >= 0) & (rows < ds.height) & (cols >= 0) & (cols < ds.width)
             mapped = np.full(len(xy), -1, np.int64)
             if inside.any():
@@ -248,8 +254,7 @@ def _points(r: Report, main: Any) -> None:
                 refs.append(int(v))
     else:
         refs = [None] * len(table)
-    inv_main = ~rasterio.Affine(*main.transform)
-    cols_m, rows_m = inv_main * (xy[:, 0], xy[:, 1])
+    cols_m, rows_m = _pixel(rasterio.Affine(*main.transform), xy)
     fy, fx = main.shape[0] / main.full_shape[0], main.shape[1] / main.full_shape[1]
     r.data["points"] = [
         {"id": int(i) if str(i).isdigit() else str(i), "c": round(float(c) * fx, 3),
@@ -268,6 +273,8 @@ def _pm(e: dict[str, Any], key: str = "estimate", ci: str = "ci", digits: int = 
 def _assessment_section(r: Report) -> None:
     a = r.assessment_json
     if a is None:
+        if any(k == "assessment" for k, _ in r.missing):  # named already: unreadable
+            return
         r.miss("assessment", "no assessment (sitsformer assess writes assessment.json): no "
                              "class areas, error matrix or accuracies")
         return
@@ -287,7 +294,8 @@ def _assessment_section(r: Report) -> None:
     m = np.asarray(a["error_matrix_proportions"], float)
     head = "".join(f"<th>{esc(c)}</th>" for c in classes)
     body = "\n".join(
-        f'<tr><th>{esc(c)}</th>' + "".join(f'<td data-value="{v!r}">{v:.4f}</td>' for v in row)
+        f'<tr><th>{esc(c)}</th>'
+        + "".join(f'<td data-value="{float(v)!r}">{v:.4f}</td>' for v in row)
         + f"<td>{row.sum():.4f}</td></tr>" for c, row in zip(classes, m))
     body += ("<tr><th>total</th>" + "".join(f"<td>{v:.4f}</td>" for v in m.sum(0))
              + f"<td>{m.sum():.4f}</td></tr>")

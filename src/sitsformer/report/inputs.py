@@ -163,14 +163,20 @@ def find_inputs(study: str | os.PathLike[str] | None = None, **given: Any) -> St
         inp.assessment = inp.assessment.parent
     bases = [b for b in (root, inp.assessment, inp.map.parent) if b is not None]
     if inp.points is None and inp.assessment is not None:
-        a = json.loads((inp.assessment / "assessment.json").read_text())
-        pts = a.get("inputs", {}).get("points")
+        try:
+            a = json.loads((inp.assessment / "assessment.json").read_text())
+        except (OSError, ValueError):  # the report names the file and why, without its section
+            a = {}
+        pts = a.get("inputs", {}).get("points") if isinstance(a, dict) else None
         inp.points = _resolve(pts, *bases) if pts else None
         if pts and inp.points is None:
             inp.notes.append(f"the assessment's points file {pts} was not found (searched "
                              f"the working folder and {', '.join(map(str, bases))})")
     if inp.points is None and inp.design is not None:
-        d = json.loads(inp.design.read_text())
-        if d.get("points"):
+        try:
+            d = json.loads(inp.design.read_text())
+        except (OSError, ValueError):
+            d = {}
+        if isinstance(d, dict) and d.get("points"):
             inp.points = _resolve(d["points"], inp.design.parent, *bases)
     return inp
