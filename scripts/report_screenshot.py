@@ -33,7 +33,7 @@ def make(target: Path = REPO / "docs" / "images" / "report.png") -> Path:
         top = shot.convert("RGB").crop((0, 0, WINDOW[0], WINDOW[1]))
         top = top.resize((WINDOW[0] * 3 // 4, WINDOW[1] * 3 // 4), Image.LANCZOS)
         target.parent.mkdir(parents=True, exist_ok=True)
-        top.quantize(colors=128).save(target, optimize=True)
+        top.quantize(colors=256).save(target, optimize=True)
     print(f"{target}: {target.stat().st_size / 1e3:.0f} KB")
     return target
 

@@ -148,8 +148,12 @@ def _map_section(r: Report) -> None:
     else:
         r.miss("uncertainty", "no uncertainty rasters (sitsformer uncertainty writes "
                               "entropy.tif into its --output folder)")
-    r.data["layers"] = [{k: v for k, v in L.items() if k != "path"} for L in layers]
     _points(r, main)
+    if r.points_map is not None and len(layers) > 1 and layers[1]["id"] == "smoothed" and \
+            Path(r.points_map).resolve() == Path(layers[1]["path"]).resolve():
+        # the points were assessed on the smoothed map: show that one under them
+        layers[0]["visible"], layers[1]["visible"] = False, True
+    r.data["layers"] = [{k: v for k, v in L.items() if k != "path"} for L in layers]
     legend = "\n".join(
         f'<li data-class="{i}" data-color="{_hex(c)}"><span class="swatch" '
         f'style="background:{_hex(c)}"></span>{esc(n)}</li>'
@@ -164,7 +168,7 @@ def _map_section(r: Report) -> None:
         labelled = sum(1 for p in r.data["points"] if p["ref"] is not None)
         toggles += (f'<label><input type="checkbox" id="toggle-points" checked> sample points '
                     f'({npts}: <span class="swatch" style="background:#fff"></span>{agree} '
-                    f'reference = map, <span class="swatch" style="background:#e00"></span>'
+                    f'reference = map, <span class="swatch" style="background:#000"></span>'
                     f'{labelled - agree} reference &ne; map'
                     + (f', <span class="swatch" style="background:#ff0"></span>{npts - labelled}'
                        ' unlabelled' if labelled < npts else "")
