@@ -163,7 +163,8 @@ def test_no_class_map_is_a_clear_error(tmp_path, capsys):
     assert not (tmp_path / "r.html").exists()
     assert main(["report", "--map", str(tmp_path / "nope.tif"), "--output",
                  str(tmp_path / "r.html")]) == 1
-    assert capsys.readouterr().err.strip() == f"error: --map: {tmp_path / 'nope.tif'} does not exist"
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --map: {tmp_path / 'nope.tif'} does not exist"
 
 
 def test_smoothed_map_without_colour_table_takes_the_class_maps_legend(study, tmp_path):
@@ -224,3 +225,25 @@ def test_data_plot_draws_the_medians_of_the_labelled_pixels(study, tmp_path, cap
     assert main(["data", "plot", str(study / "series"), "--output",
                  str(tmp_path / "x.png")]) == 1
     assert "the source has no sample labels" in capsys.readouterr().err
+
+
+def test_benchmark_table_is_the_benchmarks_summary(study, shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("SITSFORMER_SHARED_DATA", str(shared_data))
+    bench = tmp_path / "bench"
+    assert main(["benchmark", "--sets", "rondonia", "--folds", "2", "--repeats", "1",
+                 "--baselines", "random_forest", "--trees", "20", "--quiet",
+                 "--output", str(bench), "train.epochs=1", "train.min_steps=null",
+                 "schedule.warmup_epochs=0", "train.threads=1", "model.embed_dim=16",
+                 "model.num_layers=1", "logging.plots=false"]) == 0
+    out = tmp_path / "r.html"
+    assert main(["report", "--map", str(study / "map.tif"), "--benchmark", str(bench),
+                 "--output", str(out)]) == 0
+    dom = Dom(out.read_text())
+    summary = json.loads((bench / "benchmark.json").read_text())["summary"]
+    rows = [[td["text"] for td in dom.find("td", inside="benchmark-table")[i:i + 7]]
+            for i in range(0, 7 * len(summary), 7)]
+    assert [r[:3] for r in rows] == [[e["set"], e["method"], str(e["runs"])] for e in summary]
+    assert [r[3] for r in rows] == [f"{e['oa']:.3f} ± {e['oa_std']:.3f}" for e in summary]
+    assert [r[6] for r in rows] == ["; ".join(f"{b}: {v['verdict']}" for b, v in e["vs"].items())
+                                    for e in summary]
+    assert rows[0][6].startswith("random_forest: ")  # the recipe against the forest

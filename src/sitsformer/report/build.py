@@ -80,7 +80,6 @@ class Report:
         self.colors: list[tuple[int, int, int]] = []
         self.assessment_json: dict[str, Any] | None = None
         self.points_map: Path | None = None
-        self.config: dict[str, Any] | None = None
 
     def add(self, key: str, title: str, body: str) -> None:
         self.present.append(key)
@@ -389,11 +388,7 @@ def _training_section(r: Report) -> None:
         test = ("<h3>Test split</h3><table id=\"test-metrics\"><tr>"
                 + "".join(f"<th>{esc(k)}</th>" for k in keys) + "</tr><tr>"
                 + "".join(f"<td>{t[k]:.4g}</td>" for k in keys) + "</tr></table>")
-    cfg = run / "config.yaml"
-    text = cfg.read_text()
-    import yaml
-
-    r.config = yaml.safe_load(text) or {}
+    text = (run / "config.yaml").read_text()
     r.add("training", "Training",
           f"<p>Run <code>{esc(run)}</code>, {len(rows)} epochs.</p>"
           f'<figure id="curves" data-epochs="{len(rows)}">'
