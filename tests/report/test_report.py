@@ -247,3 +247,36 @@ def test_benchmark_table_is_the_benchmarks_summary(study, shared_data, tmp_path,
     assert [r[6] for r in rows] == ["; ".join(f"{b}: {v['verdict']}" for b, v in e["vs"].items())
                                     for e in summary]
     assert rows[0][6].startswith("random_forest: ")  # the recipe against the forest
+
+
+def test_a_bare_map_takes_the_runs_classes_and_probabilities_give_the_confidence(study,
+                                                                                  tmp_path):
+    from sitsformer.inference.outputs import class_colors
+
+    with rasterio.open(study / "map.tif") as ds:
+        data, prof = ds.read(), ds.profile
+    bare = tmp_path / "bare.tif"
+    prof.update(driver="GTiff")
+    with rasterio.open(bare, "w", **prof) as ds:  # no colour table, no class names
+        ds.write(data)
+    out = tmp_path / "r.html"
+    assert main(["report", "--map", str(bare), "--run", str(study / "runs" / "study"),
+                 "--probabilities", str(study / "map_probabilities.tif"), "--output",
+                 str(out)]) == 0
+    dom = Dom(out.read_text())
+    legend = dom.find("li", inside="legend")
+    assert [li["text"] for li in legend] == ["cropland", "forest", "grassland"]
+    assert [li["data-color"] for li in legend] == [_hex(c) for c in class_colors(3)]
+    data_json = json.loads(unescape_script(out.read_text()))
+    assert [L["id"] for L in data_json["layers"]] == ["class", "confidence"]
+    assert dom.by_id("training") is not None and dom.by_id("patterns") is not None
+    source = next(e for e in dom.find("small", inside="legend-box"))["text"]
+    assert source == (f"names: the run's {study / 'runs' / 'study' / 'data_meta.json'}; "
+                      "colours: sitsformer's default palette (no colour table in the file)")
+
+
+def unescape_script(page: str) -> str:
+    import re
+
+    return re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page,
+                     re.S).group(1).replace("<\\/", "</")

@@ -104,7 +104,12 @@ def _map_section(r: Report) -> None:
     from sitsformer.report.layers import read_class_layer, read_value_layer
 
     inp = r.inp
-    main = read_class_layer(inp.map, r.max_side)
+    fallback = None
+    meta = inp.run / "data_meta.json" if inp.run is not None else None
+    if meta is not None and meta.exists():  # a map without class names: the run's classes
+        classes = json.loads(meta.read_text()).get("input_spec", {}).get("classes")
+        fallback = {"names": classes, "source": f"the run's {meta}"} if classes else None
+    main = read_class_layer(inp.map, r.max_side, fallback=fallback)
     r.names, r.colors = main.names, main.colors
     h, w = main.shape
     r.data["map"] = {"w": w, "h": h, "fullW": main.full_shape[1], "fullH": main.full_shape[0],
@@ -133,6 +138,14 @@ def _map_section(r: Report) -> None:
                            "path": inp.confidence})
         except READ_ERRORS as err:
             r.miss("confidence", f"confidence {inp.confidence}: {err}")
+    elif inp.probabilities is not None:
+        try:
+            layers.append({"id": "confidence", "label": "confidence (highest probability)",
+                           "visible": False, "path": inp.probabilities,
+                           "png": read_value_layer(inp.probabilities, (h, w), "viridis",
+                                                   band=None)})
+        except READ_ERRORS as err:
+            r.miss("confidence", f"probabilities {inp.probabilities}: {err}")
     else:
         r.miss("confidence", "no confidence raster (predict writes <map>_confidence.tif)")
     unc = inp.uncertainty
@@ -180,7 +193,7 @@ def _map_section(r: Report) -> None:
     body = f"""<div id="map-wrap">
 <div id="viewport"><div id="stage"></div></div>
 <div id="controls">
-<fieldset><legend>Legend</legend><ul id="legend">
+<fieldset id="legend-box"><legend>Legend</legend><ul id="legend">
 {legend}
 </ul><small>{esc(main.legend_source)}</small></fieldset>
 <fieldset id="layers"><legend>Layers</legend>

@@ -113,6 +113,8 @@ def read_class_layer(path: str | os.PathLike[str], max_side: int = 2048,
         crs = ds.crs.to_string() if ds.crs else None
         full = (ds.height, ds.width)
     k = len(names)
+    if k > 255:
+        raise ValueError(f"{path}: {k} classes; the report's map shows at most 255")
     valid = (data >= 0) & (data < k)
     if nodata is not None:
         valid &= data != nodata
@@ -129,19 +131,21 @@ def read_class_layer(path: str | os.PathLike[str], max_side: int = 2048,
 
 
 def read_value_layer(path: str | os.PathLike[str], shape: tuple[int, int], cmap: str,
-                     band: int = 1, vmin: float = 0.0, vmax: float = 1.0) -> str:
+                     band: int | None = 1, vmin: float = 0.0, vmax: float = 1.0) -> str:
     """A continuous raster's band averaged to ``shape`` and coloured with ``cmap`` (nodata
-    transparent), as a base64 PNG."""
+    transparent), as a base64 PNG; ``band=None``: the highest value over the bands (the
+    confidence of a probability raster)."""
     import matplotlib
     import rasterio
     from PIL import Image
     from rasterio.enums import Resampling
 
     with rasterio.open(path) as ds:
-        data = ds.read(band, out_shape=shape, resampling=Resampling.average,
+        bands = list(range(1, ds.count + 1)) if band is None else [band]
+        data = ds.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.average,
                        masked=True).astype("float64")
-        scale = ds.scales[band - 1] if ds.scales else 1.0
-    values = np.ma.filled(data * scale, np.nan)
+        scales = np.asarray([ds.scales[b - 1] if ds.scales else 1.0 for b in bands])
+    values = np.ma.filled((data * scales[:, None, None]).max(0), np.nan)
     norm = np.clip((values - vmin) / (vmax - vmin), 0, 1)
     rgba = (matplotlib.colormaps[cmap](np.nan_to_num(norm)) * 255).astype(np.uint8)
     rgba[~np.isfinite(values), 3] = 0
