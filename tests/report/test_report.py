@@ -80,6 +80,8 @@ def test_study_report_in_a_browser(study, browser, tmp_path):
     assert state["at_points"]["smoothed"] == mapped.tolist()
     with rasterio.open(study / "map.tif") as ds:
         assert state["at_points"]["class"] == [v[0] for v in ds.sample(xy)]
+    # and the coordinates it reads out there are the points' own
+    np.testing.assert_allclose(state["point_xy"], xy, rtol=0, atol=0.01)
 
     # the numbers are assess's, to the last digit
     rows = dom.find("tr", inside="area-table")[1:]
