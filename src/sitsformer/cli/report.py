@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
         description="Write one self-contained HTML file (no network needed, opens from "
         "file://) with an interactive map of the class map (legend, smoothed, confidence and "
         "uncertainty layers, sample points coloured by agreement), the class areas, error "
-        "matrix and accuracies with 95 %% intervals, training curves, the benchmark, "
+        "matrix and accuracies with 95 % intervals, training curves, the benchmark, "
         "per-class temporal patterns and the provenance. Inputs are found in --study by the "
         "names the study commands write; any option below replaces the search for its input.")
     p.add_argument("--study", metavar="DIR", help="study folder to search for the outputs of "
