@@ -135,13 +135,14 @@ def _map_section(r: Report) -> None:
         try:
             layers.append({"id": "confidence", "label": "confidence", "visible": False,
                            "png": read_value_layer(inp.confidence, (h, w), "viridis"),
+                           "cmap": "viridis",
                            "path": inp.confidence})
         except READ_ERRORS as err:
             r.miss("confidence", f"confidence {inp.confidence}: {err}")
     elif inp.probabilities is not None:
         try:
             layers.append({"id": "confidence", "label": "confidence (highest probability)",
-                           "visible": False, "path": inp.probabilities,
+                           "visible": False, "path": inp.probabilities, "cmap": "viridis",
                            "png": read_value_layer(inp.probabilities, (h, w), "viridis",
                                                    band=None)})
         except READ_ERRORS as err:
@@ -154,6 +155,7 @@ def _map_section(r: Report) -> None:
         try:
             layers.append({"id": "uncertainty", "label": f"uncertainty ({path.stem})",
                            "visible": False, "png": read_value_layer(path, (h, w), "magma_r"),
+                           "cmap": "magma_r",
                            "path": path})
         except READ_ERRORS as err:
             r.miss("uncertainty", f"uncertainty {path}: {err}")
@@ -165,15 +167,17 @@ def _map_section(r: Report) -> None:
             Path(r.points_map).resolve() == Path(layers[1]["path"]).resolve():
         # the points were assessed on the smoothed map: show that one under them
         layers[0]["visible"], layers[1]["visible"] = False, True
-    r.data["layers"] = [{k: v for k, v in L.items() if k != "path"} for L in layers]
+    r.data["layers"] = [{k: v for k, v in L.items() if k not in ("path", "cmap")}
+                        for L in layers]
     legend = "\n".join(
         f'<li data-class="{i}" data-color="{_hex(c)}"><span class="swatch" '
         f'style="background:{_hex(c)}"></span>{esc(n)}</li>'
         for i, (n, c) in enumerate(zip(main.names, main.colors)))
     toggles = "\n".join(
         f'<label><input type="checkbox" id="toggle-{L["id"]}"{" checked" if L["visible"] else ""}>'
-        f' {esc(L["label"])}</label> <a href="{esc(_rel(L["path"], r.output))}" '
-        f'class="full-res">full resolution</a><br>' for L in layers)
+        f' {esc(L["label"])}</label>{_ramp(L.get("cmap"))} <a href="'
+        f'{esc(_rel(L["path"], r.output))}" class="full-res">full resolution</a><br>'
+        for L in layers)
     npts = len(r.data["points"])
     if npts:
         agree = sum(1 for p in r.data["points"] if p["agree"])
@@ -208,6 +212,18 @@ def _map_section(r: Report) -> None:
 </div></div>
 <p><small>{esc(note)}; CRS {esc(main.crs or "none")}</small></p>"""
     r.add("map", "Map", body)
+
+
+def _ramp(cmap: str | None) -> str:
+    """A colour bar 0 .. 1 of a value layer's colour map (a CSS gradient)."""
+    if cmap is None:
+        return ""
+    import matplotlib
+
+    stops = ", ".join(_hex(tuple(int(255 * v) for v in matplotlib.colormaps[cmap](t)[:3]))
+                      for t in np.linspace(0, 1, 5))
+    return (f' <small>0</small><span class="ramp" style="background:linear-gradient(to right, '
+            f'{stops})"></span><small>1</small>')
 
 
 def _pixel(transform: Any, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
