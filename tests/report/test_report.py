@@ -282,3 +282,20 @@ def unescape_script(page: str) -> str:
 
     return re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page,
                      re.S).group(1).replace("<\\/", "</")
+
+
+def test_the_browser_check_sees_errors_and_requests(study, browser, tmp_path):
+    # the harness is not blind: a script error and a request to the network are both caught
+    out = tmp_path / "r.html"
+    assert main(["report", "--map", str(study / "map.tif"), "--output", str(out)]) == 0
+    page = out.read_text().replace(
+        "</main>", '<img src="http://192.0.2.1/tile.png"><script>notDefined();</script></main>')
+    bad = tmp_path / "bad.html"
+    bad.write_text(page)
+    _, state, log = open_page(bad, tmp_path / "profile")
+    assert state["blocked"] == ["http://192.0.2.1/tile.png"]
+    assert state["errors"] == [
+        f"Uncaught ReferenceError: notDefined is not defined at {bad.as_uri()}:"
+        f"{page[:page.index('notDefined')].count(chr(10)) + 1}",
+        "failed to load img http://192.0.2.1/tile.png"]
+    assert any("notDefined" in line for line in console_errors(log))
