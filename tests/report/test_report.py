@@ -196,8 +196,8 @@ def test_data_plot_draws_the_medians_of_the_labelled_pixels(study, tmp_path, cap
             "-o", "class_names={1: cropland, 2: forest, 3: grassland}", "--output", str(png)]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert out.strip() == (f"wrote {png}: 3 panels (B04, B08, NDVI) over 12 days of year; "
-                           "samples per class: cropland: 204, forest: 194, grassland: 86")
+    assert out.strip() == (f"wrote {png}: 3 panels (B04, B08, NDVI) over 12 days (day of "
+                           "year); samples per class: cropland: 204, forest: 194, grassland: 86")
     from PIL import Image
 
     assert Image.open(png).size[0] > 600
@@ -299,3 +299,29 @@ def test_the_browser_check_sees_errors_and_requests(study, browser, tmp_path):
         f"{page[:page.index('notDefined')].count(chr(10)) + 1}",
         "failed to load img http://192.0.2.1/tile.png"]
     assert any("notDefined" in line for line in console_errors(log))
+
+
+def test_patterns_of_a_real_season_across_new_year(shared_data, tmp_path, capsys):
+    # Landsat-8 Rondonia: 160 samples, 25 dates from 2018-07-12 to 2019-07-28 (real data)
+    from sitsformer.data import open_source
+    from sitsformer.report.patterns import temporal_patterns
+
+    path = shared_data / "landsat8_rondonia" / "landsat8_rondonia.npz"
+    npz = np.load(path, allow_pickle=False)
+    pat = temporal_patterns(open_source(path))
+    dates = npz["dates"].astype("datetime64[D]")
+    days = (dates - dates.min(1, keepdims=True).astype("datetime64[Y]")).astype(int) + 1
+    assert pat["axis"] == "days from 1 January of the first year"
+    assert pat["x"] == np.unique(days).tolist() and pat["x"][0] == 193 and pat["x"][-1] > 366
+    for c, name in enumerate(npz["classes"]):
+        for b, band in enumerate(npz["bands"]):
+            e = pat["classes"][name][band]
+            for i, day in enumerate(pat["x"]):
+                vals = npz["x"][:, :, b][(npz["y"][:, None] == c) & (days == day)]
+                np.testing.assert_allclose([e["median"][i], e["q25"][i], e["q75"][i]],
+                                           np.percentile(vals, [50, 25, 75]), rtol=1e-6)
+    assert main(["data", "plot", str(path), "--output", str(tmp_path / "r.png")]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"wrote {tmp_path / 'r.png'}: 2 panels (NDVI, EVI) over {len(pat['x'])} days (days "
+        "from 1 January of the first year); samples per class: Deforestation: 40, Forest: 40, "
+        "NatNonForest: 40, Pasture: 40")

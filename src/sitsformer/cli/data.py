@@ -218,7 +218,8 @@ def _plot(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{k}: {v['n']}" for k, v in patterns["classes"].items())
     print(f"wrote {args.output}: {len(patterns['bands'])} panels "
           f"({', '.join(patterns['bands'])}) over {len(patterns['x'])} "
-          f"{'days of year' if patterns['axis'] == 'day of year' else 'time steps'}; samples "
+          f"{'time steps' if patterns['axis'] == 'time step' else 'days'} "
+          f"({patterns['axis']}); samples "
           f"per class: {counts}")
     return 0
 

@@ -2,9 +2,10 @@
 range of every band (and NDVI when the source has a red and a near-infrared band) over the
 season, from the clear observations of the samples.
 
-The time axis is the day of year when the source has dates (the observations of all samples
-falling on the same day are pooled; with more than 60 distinct days they are pooled in 10-day
-bins), else the time-step position. A patch sample contributes its centre pixel.
+The time axis is the day counted from 1 January of each sample's first year when the source has
+dates (the day of year for a series within one year; a season across New Year stays in order;
+the observations of all samples falling on the same day are pooled, in 10-day bins when there
+are more than 60 distinct days), else the time-step position. A patch sample contributes its centre pixel.
 """
 
 from __future__ import annotations
@@ -64,8 +65,10 @@ def temporal_patterns(dataset: Any, max_per_class: int = 500, seed: int = 0
                 if s.get("pixel_mask") is not None:
                     ok &= np.asarray(s["pixel_mask"], bool)[:, h, w]
                 x = x[:, :, h, w]
-            if "dates" in s:
-                t = np.asarray(s["doy"], np.int64)
+            if "dates" in s:  # days from 1 January of the sample's first year: a season
+                d = np.asarray(s["dates"]).astype("datetime64[D]")  # across New Year stays
+                first = d[ok].min() if ok.any() else d.min()  # in order
+                t = (d - first.astype("datetime64[Y]")).astype(np.int64) + 1
             else:
                 dated = False
                 t = np.arange(1, len(x) + 1)
@@ -84,7 +87,11 @@ def temporal_patterns(dataset: Any, max_per_class: int = 500, seed: int = 0
     if dated and len(days) > 60:
         t = (t - 1) // 10 * 10 + 5
         days = np.unique(t)
-    out: dict[str, Any] = {"axis": "day of year" if dated else "time step",
+    axis = "time step"
+    if dated:
+        axis = "day of year" if not len(days) or days.max() <= 366 else \
+            "days from 1 January of the first year"
+    out: dict[str, Any] = {"axis": axis,
                            "x": days.tolist(), "bands": names, "classes": {},
                            "source": str(source)}
     for c, name in enumerate(classes):
