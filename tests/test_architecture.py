@@ -24,6 +24,9 @@ ALLOWED = {
     "evaluation": {"evaluation", "models", "data"},
     "inference": {"inference", "models", "data", "parallel"},
     "maps": {"maps", "data", "parallel"},
+    # the study report reads the map products and the training samples; inference for the
+    # one default palette of class maps
+    "report": {"report", "maps", "data", "inference"},
     "parallel": {"parallel"},
     "training": {"training", "evaluation", "models", "layers", "data", "configs",
                  "parallel"},  # parallel.locks: one writer per run folder

@@ -66,6 +66,7 @@ def test_wheel_ships_configs_license_and_metadata(wheel):
     for name in ("demo.yaml", "victoria_pixel.yaml", "sweeps/demo.yaml",
                  "sweeps/demo_base.yaml", "sweeps/tutorial.yaml"):
         assert f"sitsformer/configs/{name}" in names
+    assert "sitsformer/report/template.html" in names  # `sitsformer report`'s page
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert meta["License-Expression"] == "MIT"
     assert meta.get_all("License-File") == ["LICENSE"]
@@ -131,3 +132,26 @@ def test_installed_wheel_runs_demo_and_train_outside_the_clone(installed, tmp_pa
 
     assert resolved(demo_run) == resolved(train_run)
     assert not (REPO / "demo_runs").exists() and not (REPO / "train_runs").exists()
+
+
+@pytest.mark.slow
+def test_installed_wheel_writes_a_report_outside_the_clone(installed, tmp_path):
+    # the page template is package data: a report from the installed wheel has the viewer
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    with rasterio.open(work / "map.tif", "w", driver="GTiff", height=8, width=8, count=1,
+                       dtype="uint8", nodata=255, crs="EPSG:32633",
+                       transform=from_origin(0, 80, 10, 10)) as ds:
+        ds.write(np.arange(64, dtype=np.uint8).reshape(1, 8, 8) % 2)
+        ds.write_colormap(1, {0: (10, 20, 30, 255), 1: (200, 100, 0, 255)})
+        ds.update_tags(class_names='["water", "crop"]')
+    done = subprocess.run([str(installed / "sitsformer"), "report", "--map", "map.tif",
+                           "--output", "r.html"], capture_output=True, text=True, env=_env(),
+                          cwd=work)
+    assert done.returncode == 0, done.stderr[-2000:]
+    page = (work / "r.html").read_text()
+    assert '<li data-class="1" data-color="#c86400">' in page and 'id="viewport"' in page

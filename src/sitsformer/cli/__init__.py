@@ -15,7 +15,7 @@ import sys
 # Command modules, in the order ``--help`` lists them. A module that is not present yet is
 # skipped, so commands can be added one module at a time.
 COMMAND_MODULES = ["demo", "data", "train", "evaluate", "predict", "smooth", "uncertainty",
-                   "sample_design", "assess", "pretrain", "finetune", "sweep", "benchmark",
+                   "sample_design", "assess", "report", "pretrain", "finetune", "sweep", "benchmark",
                    "export", "config"]
 
 

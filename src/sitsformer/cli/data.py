@@ -1,4 +1,5 @@
-"""``sitsformer data inspect|build``: look at a data source, write a Zarr sample store.
+"""``sitsformer data inspect|build|plot``: look at a data source, write a Zarr sample store,
+draw its per-class temporal patterns.
 
 ``data build`` of a raster (a GeoTIFF folder, one stacked raster, a local STAC ``.json``) with
 label polygons or points reads it as a lazy cube (:mod:`sitsformer.data.cube`) by default: only
@@ -233,6 +234,26 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from sitsformer.data import DataError, open_source
+    from sitsformer.report.patterns import plot_patterns, temporal_patterns
+
+    try:
+        ds = open_source(args.source, kind=args.kind, **reader_options(args.option))
+        patterns = temporal_patterns(ds, max_per_class=args.max_per_class, seed=args.seed)
+        plot_patterns(patterns, args.output)
+    except (DataError, UsageError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    counts = ", ".join(f"{k}: {v['n']}" for k, v in patterns["classes"].items())
+    print(f"wrote {args.output}: {len(patterns['bands'])} panels "
+          f"({', '.join(patterns['bands'])}) over {len(patterns['x'])} "
+          f"{'time steps' if patterns['axis'] == 'time step' else 'days'} "
+          f"({patterns['axis']}); samples "
+          f"per class: {counts}")
+    return 0
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("data", help="inspect data sources, build sample stores")
     sub = p.add_subparsers(dest="data_command", metavar="ACTION")
@@ -264,4 +285,13 @@ def register(subparsers: Any) -> None:
     add_overwrite(pb)
     add_quiet(pb)
     pb.set_defaults(func=_build)
+    pp = sub.add_parser("plot", parents=[common], help="per-class temporal patterns (PNG)",
+                        description="Median and inter-quartile range of every band (and NDVI "
+                        "with a red and a near-infrared band) per class over the season, from "
+                        "the clear observations of the labelled samples.")
+    pp.add_argument("--output", required=True, help="PNG file to write")
+    pp.add_argument("--max-per-class", type=int, default=500,
+                    help="samples per class, a seeded random subset (500)")
+    pp.add_argument("--seed", type=int, default=0)
+    pp.set_defaults(func=_plot)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
