@@ -23,3 +23,25 @@ def test_demo_runs_and_reports_paths(tmp_path, capsys):
     assert metrics.exists() and plots.exists() and len(metrics.read_text().splitlines()) == 3
     test = json.loads((run / "test_metrics.json").read_text())
     assert re.search(rf"oa={test['test_oa']:.4f}", out)
+
+
+def test_logs_get_one_line_per_epoch_and_no_bars(tmp_path):
+    """Output to a file or pipe (a log) has no carriage-return bars, one line per epoch;
+    SITSFORMER_PROGRESS=1 brings the bars back (a terminal that is not seen as a tty)."""
+    import os
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "sitsformer", "demo", "--epochs", "2", "--output",
+            str(tmp_path), "data.demo_samples=96", "model.embed_dim=16", "model.num_layers=1",
+            "train.threads=1", "logging.tensorboard=false"]
+    env = {k: v for k, v in os.environ.items() if k != "SITSFORMER_PROGRESS"}
+    # bytes: text mode would turn every carriage return into a newline
+    done = subprocess.run(argv, capture_output=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = (done.stdout + done.stderr).decode()
+    assert "\r" not in log
+    assert [line.split()[1] for line in log.splitlines()
+            if line.startswith("epoch ")] == ["1/2", "2/2"]
+    done = subprocess.run(argv, capture_output=True, env={**env, "SITSFORMER_PROGRESS": "1"})
+    assert done.returncode == 0 and b"\r" in done.stderr and b"epoch 1:" in done.stderr

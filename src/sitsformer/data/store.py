@@ -120,9 +120,10 @@ def build_store(dataset: SITSDataset, out: str | Path, *, chunk_size: int = 64,
     total, sq, count = np.zeros(c), np.zeros(c), 0
     iterator: Iterable[int] = range(0, n, ck)
     if progress:
-        from tqdm.auto import tqdm
+        from sitsformer._progress import progress_bar
 
-        iterator = tqdm(iterator, total=-(-n // ck), desc=f"writing {out.name}", unit="chunk")
+        iterator = progress_bar(iterator, total=-(-n // ck), desc=f"writing {out.name}",
+                                unit="chunk")
     for start in iterator:
         stop = min(start + ck, n)
         m = stop - start

@@ -207,9 +207,9 @@ def collect_values(dataset: Any, indices: Iterable[int] | None = None,
     get = getattr(dataset, "raw_sample", dataset.__getitem__)
     iterator: Iterable[int] = idx
     if progress:
-        from tqdm.auto import tqdm
+        from sitsformer._progress import progress_bar
 
-        iterator = tqdm(idx, desc="value statistics", unit="sample")
+        iterator = progress_bar(idx, desc="value statistics", unit="sample")
     for i in iterator:
         s = get(i)
         if transform is not None:
@@ -266,9 +266,9 @@ def compute_normalization(dataset: Any, indices: Iterable[int] | None = None,
         idx = []
     iterator: Iterable[int] = idx
     if progress:
-        from tqdm.auto import tqdm
+        from sitsformer._progress import progress_bar
 
-        iterator = tqdm(idx, desc="normalisation statistics", unit="sample")
+        iterator = progress_bar(idx, desc="normalisation statistics", unit="sample")
     for i in iterator:
         s = get(i)
         if transform is not None:

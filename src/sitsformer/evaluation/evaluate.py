@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from sitsformer._progress import progress_bar
 
 from sitsformer.data.errors import InputMismatchError
 from sitsformer.data.module import PreparedDataset
@@ -107,7 +107,7 @@ def evaluate_model(model: nn.Module, dataset: Dataset, *, spec: InputSpec | None
                         num_workers=num_workers)
     counts = {"samples": 0, "scored": 0, "excluded_no_valid_date": 0, "unlabelled": 0}
     predictions: list[np.ndarray] = []
-    for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
+    for batch in progress_bar(loader, enabled=progress, desc="evaluate", unit="batch"):
         if "label" not in batch:
             raise ValueError(f"{where}: samples have no 'label'; evaluation needs labels")
         target = batch["label"].long()

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from einops import rearrange
 from torch import nn
-from tqdm.auto import tqdm
+from sitsformer._progress import progress_bar
 
 from sitsformer.data.spec import InputSpec
 from sitsformer.inference.blocks import (BlockLedger, BlockSettings, fingerprint as _fingerprint,
@@ -260,7 +260,7 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
     start = time.perf_counter()
     if runner is None or getattr(runner, "client", None) is None:
         model.eval().to(dev)
-        bar = tqdm(todo, desc="predict", unit="block", disable=not progress)
+        bar = progress_bar(todo, desc="predict", unit="block", enabled=progress)
         # One thread reads (and prepares) the next window while this one is classified:
         # GDAL and numpy release the GIL, and a GPU otherwise waits for every read.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict-read") as pool:

@@ -146,9 +146,9 @@ class BlockRunner:
         ``tasks`` are dask collections (``dask.delayed`` objects or small dask arrays). At
         most ``max_in_flight`` are submitted and not yet consumed.
         """
-        from tqdm.auto import tqdm
+        from sitsformer._progress import progress_bar
 
-        bar = tqdm(total=len(tasks), desc=desc, unit="block", disable=not progress)
+        bar = progress_bar(total=len(tasks), desc=desc, unit="block", enabled=progress)
         try:
             if self.client is None:
                 yield from self._iter_local(tasks, bar)

@@ -138,13 +138,13 @@ def evaluate_reconstruction(model: nn.Module, loader: Any, seed: int = 0,
                             device: str | torch.device = "cpu") -> dict[str, float]:
     """Reconstruction error of a pre-training model on held-out data, with the interpolation
     baseline on the same hidden positions (same hiding draws for a given ``seed``)."""
-    from tqdm.auto import tqdm
+    from sitsformer._progress import progress_bar
 
     task = ReconstructionTask(seed=seed)
     metrics = task.make_metrics(model)
     was_training = model.training
     model.eval()
-    for batch in tqdm(loader, desc="reconstruction", leave=False, disable=None):
+    for batch in progress_bar(loader, desc="reconstruction", leave=False):
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         _, outputs = task.forward_loss(model, batch)
         task.update_metrics(metrics, outputs)

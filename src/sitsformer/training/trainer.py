@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
-from tqdm.auto import tqdm
+from sitsformer._progress import progress_bar
 
 from sitsformer.models.checkpoint import (
     load_checkpoint,
@@ -350,8 +350,8 @@ class SITSFormerTrainer:
         it = iter(loader)
         for _ in range(skip):
             next(it)
-        bar = tqdm(total=total, initial=skip, desc=f"epoch {epoch}", leave=False,
-                   disable=not (self.progress and is_main_process()), dynamic_ncols=True)
+        bar = progress_bar(total=total, initial=skip, desc=f"epoch {epoch}", leave=False,
+                           enabled=self.progress and is_main_process(), dynamic_ncols=True)
         batch_index = skip
         t0 = time.perf_counter()
         try:

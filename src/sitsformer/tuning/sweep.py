@@ -27,7 +27,7 @@ from typing import Any
 
 import optuna
 import yaml
-from tqdm.auto import tqdm
+from sitsformer._progress import progress_bar
 
 from sitsformer.tuning.objective import InvalidTrialConfig, TrialRunner, run_trial, trial_overrides
 from sitsformer.tuning.spec import STORAGE_ENV, SweepSpec, SweepSpecError, load_sweep_spec
@@ -113,8 +113,8 @@ def run_worker(spec: SweepSpec, runner: TrialRunner | None = None, progress: boo
     study = study if study is not None else open_study(spec)
     total = spec.n_trials()
     deadline = time.monotonic() + spec.timeout if spec.timeout else None
-    bar = tqdm(total=total, initial=len(counted_trials(study)), desc="trials", unit="trial",
-               disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=total, initial=len(counted_trials(study)), desc="trials",
+                       unit="trial", enabled=progress, dynamic_ncols=True)
     ran = 0
     try:
         while deadline is None or time.monotonic() < deadline:
