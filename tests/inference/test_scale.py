@@ -228,6 +228,14 @@ def test_a_killed_run_resumes_without_redoing_blocks(patch_ckpt, tile, reference
     computed = int(again.stdout.split("blocks: ")[1].split(" computed")[0])
     resumed = int(again.stdout.split("computed, ")[1].split(" resumed")[0])
     assert resumed >= done_before - 1 and computed + resumed == total and computed < total
+    # the rate counts the pixels computed in this run only (8 x 8 windows, none clipped)
+    head = again.stdout.splitlines()[0]
+    assert f", {computed * 64:,} of them computed in this run" in head
+    seconds = float(head.split(" pixels in ")[1].split(" s")[0])
+    rate = float(head.split("(")[1].split(" px/s")[0].replace(",", ""))
+    # (the seconds are printed to 0.1 s and the rate to 1 px/s)
+    assert computed * 64 / (seconds + 0.05) - 1 <= rate <= computed * 64 / max(seconds - 0.05,
+                                                                              1e-3) + 1
     np.testing.assert_array_equal(_read(out), _read(reference))
     np.testing.assert_allclose(_read(out.with_name("map_probabilities.tif")),
                                _read(reference.with_name("map_probabilities.tif")), atol=1e-6)

@@ -111,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     for res in results:
-        print(f"{res.height}x{res.width} pixels in {res.seconds:.1f} s "
+        resumed = (f", {res.pixels_computed:,} of them computed in this run"
+                   if res.blocks_resumed else "")
+        print(f"{res.height}x{res.width} pixels in {res.seconds:.1f} s{resumed} "
               f"({res.pixels_per_second:,.0f} px/s, {res.where}); {res.num_nodata} without a "
               "clear date (nodata)")
         print(f"blocks: {res.blocks_computed} computed, {res.blocks_resumed} resumed from an "

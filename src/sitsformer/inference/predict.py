@@ -68,10 +68,14 @@ class PredictionResult:
     block_seconds: float = 0.0  # computing blocks (without assembling the outputs)
     where: str = "in-process"
     lost_workers: list[str] = field(default_factory=list)  # Dask workers that died or left
+    pixels_computed: int | None = None  # pixels of the blocks computed in this call
 
     @property
     def pixels_per_second(self) -> float:
-        return self.num_pixels / self.seconds if self.seconds > 0 else float("nan")
+        """Pixels computed in this call per second (a resumed run's finished blocks are not
+        counted: they cost nothing here)."""
+        done = self.num_pixels if self.pixels_computed is None else self.pixels_computed
+        return done / self.seconds if self.seconds > 0 else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -300,7 +304,8 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
         seconds=seconds, blocks_total=len(windows), blocks_computed=len(todo),
         blocks_resumed=len(windows) - len(todo), block_seconds=seconds_blocks,
         where=getattr(runner, "description", "in-process"),
-        lost_workers=sorted(getattr(runner, "lost_workers", None) or []))
+        lost_workers=sorted(getattr(runner, "lost_workers", None) or []),
+        pixels_computed=sum(windows[i][2] * windows[i][3] for i in todo))
 
 
 def _read_window(src: Any, prep: Any, r0: int, c0: int, h: int, w: int, overlap: int,
