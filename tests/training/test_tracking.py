@@ -130,10 +130,10 @@ def test_wandb_offline_resume_continues_the_same_run(tt, demo_samples, tmp_path,
     resumed.fit(train, val, resume_from=tmp_path / "last.pt")
     assert resumed.wandb_run_id == run_id
     resumed.log_test({"test_oa": 0.5, "test_loss": 1.25}, epoch=2)
-    # Offline, each of the three starts (fit, resumed fit, test metrics) writes its own folder
-    # holding run-<id>.wandb: the same id every time.
+    # Offline, each start (fit, resumed fit) writes its own folder holding run-<id>.wandb, the
+    # same id every time; the test metrics go into the resumed fit's run (no third folder).
     logs = sorted((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(logs) == 3 and {p.name for p in logs} == {f"run-{run_id}.wandb"}
+    assert len(logs) == 2 and {p.name for p in logs} == {f"run-{run_id}.wandb"}
 
     # A new run in a fresh folder gets a new id.
     other = trainer_for(tt, tmp_path / "other", 1, 3, tensorboard=False, wandb=True)

@@ -72,7 +72,7 @@ class RunLogger:
                  plots: bool = True, resume_epoch: int | None = None,
                  resume_step: int | None = None, wandb_id: str | None = None,
                  history: list[dict[str, Any]] | None = None,
-                 plot_interval_s: float = PLOT_INTERVAL_S):
+                 plot_interval_s: float = PLOT_INTERVAL_S, wandb_run: Any = None):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.jsonl = self.run_dir / "metrics.jsonl"
@@ -98,7 +98,11 @@ class RunLogger:
         self.wandb_run = None
         self.wandb_run_id: str | None = None
         self._wandb_defined: set[str] = set()
-        if wandb:
+        if wandb and wandb_run is not None:  # a run this process still has open: go on in it
+            self.wandb_run = wandb_run
+            self.wandb_run_id = wandb_run.id
+            self._wandb_defined = set()
+        elif wandb:
             try:
                 import wandb as wandb_lib
             except ImportError as err:
@@ -109,8 +113,14 @@ class RunLogger:
             id_file = self.run_dir / self.WANDB_ID_FILE
             if wandb_id is None and resume_epoch is not None and id_file.is_file():
                 wandb_id = id_file.read_text().strip() or None
+            if wandb_lib.run is not None:
+                # a run another logger left open (see close): finish it, or W&B's default
+                # in scripts would hand it back instead of starting this run
+                wandb_lib.run.finish()
+            # the run's files go under the run folder unless WANDB_DIR says where
             self.wandb_run = wandb_lib.init(project=wandb_project, config=config or {},
-                                            dir=str(self.run_dir), name=self.run_dir.name,
+                                            dir=os.environ.get("WANDB_DIR") or str(self.run_dir),
+                                            name=self.run_dir.name,
                                             id=wandb_id, resume="allow" if wandb_id else None)
             self.wandb_run_id = self.wandb_run.id
             id_file.write_text(self.wandb_run_id + "\n")
@@ -252,7 +262,10 @@ class RunLogger:
             plt.close(fig)
         return path
 
-    def close(self) -> None:
+    def close(self, finish_wandb: bool = True) -> None:
+        """Write what is pending and close the writers; ``finish_wandb=False`` leaves the W&B
+        run open for another logger of this process (``wandb_run=``; W&B finishes it at exit
+        otherwise), so the test metrics go to the same run without a second offline folder."""
         if self.plots and self._plot_pending:
             self.plot()
             self._plot_pending = False
@@ -260,5 +273,5 @@ class RunLogger:
             self.tb.close()
         if self.tb_steps is not None:
             self.tb_steps.close()
-        if self.wandb_run is not None:
+        if self.wandb_run is not None and finish_wandb:
             self.wandb_run.finish()

@@ -179,6 +179,7 @@ class SITSFormerTrainer:
         self._stop_signal: int | None = None
         self._logger: RunLogger | None = None  # set during fit (rank 0 with a run_dir)
         self.wandb_run_id: str | None = None  # kept in checkpoints: a resumed run continues it
+        self._wandb_open: Any = None  # the W&B run fit() left open for log_test
         self.ema = WeightEMA(self.model_without_ddp, ema_decay) if ema_decay else None
         self.checkpoint_interval_s = checkpoint_interval_s
         self._pending_best: dict[str, Any] | None = None  # improved, not yet written
@@ -479,10 +480,12 @@ class SITSFormerTrainer:
                 self.tracking["tensorboard"] or self.tracking["wandb"]):
             return
         logger = RunLogger(self.run_dir, config=self.config, resume_epoch=self.epoch,
-                           wandb_id=self.wandb_run_id, **{**self.tracking, "plots": False})
+                           wandb_id=self.wandb_run_id, wandb_run=self._wandb_open,
+                           **{**self.tracking, "plots": False})
         try:
             logger.log_test(metrics, epoch)
         finally:
+            self._wandb_open = None
             logger.close()
 
     # ------------------------------------------------------------------------------ fit
@@ -537,6 +540,9 @@ class SITSFormerTrainer:
                       f"step {self.global_step}")
         name, mode = self._monitor(val_loader is not None)
         logger = None
+        if self._wandb_open is not None:  # an earlier fit's run that no log_test closed
+            self._wandb_open.finish()
+            self._wandb_open = None
         if self.run_dir is not None and is_main_process():
             # on resume the metrics files are rewritten from the checkpoint's history, so rows
             # a kill kept from reaching metrics.jsonl come back
@@ -609,7 +615,9 @@ class SITSFormerTrainer:
                 signal.signal(sig, h)
             self._logger = None
             if logger is not None:
-                logger.close()
+                # the W&B run stays open for log_test (same run, same folder)
+                logger.close(finish_wandb=False)
+                self._wandb_open = logger.wandb_run
         return {"status": status, "epochs": self.epoch, "global_step": self.global_step,
                 "best_metric": self.best_metric, "best_epoch": self.best_epoch,
                 "metric_name": name, "stop_signal": self._stop_signal, "history": self.history}
