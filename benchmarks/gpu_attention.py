@@ -84,20 +84,11 @@ def attention(dev, smoke):
 
 
 def compiled(dev, smoke):
-    from sitsformer.models import create_sits_former
+    from gpu_profile import tutorial_setup
 
-    kw = dict(img_size=32, num_layers=2) if smoke else {}
-    b, t = (2, 4) if smoke else (32, 20)
     for mode in ("eager", "compile"):
-        torch.manual_seed(0)
-        model = create_sits_former("sitsformer_base", num_classes=10, **kw).to(dev)
-        cfg = model.config
-        g = torch.Generator().manual_seed(0)
-        seq = torch.rand(b, t, cfg.in_channels, cfg.img_size, cfg.img_size, generator=g).to(dev)
-        mask = (torch.arange(t)[None] < torch.randint(t // 2, t + 1, (b,), generator=g)[:, None])
-        mask = mask.to(dev)
-        doy = torch.sort(torch.randint(1, 366, (b, t), generator=g), 1).values.to(dev)
-        label = torch.randint(0, 10, (b,), generator=g).to(dev)
+        model, (seq, mask, doy, label) = tutorial_setup(dev, smoke)
+        b = seq.shape[0]
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         fwd = torch.compile(model) if mode == "compile" else model
 

@@ -36,19 +36,25 @@ def timed(fn, dev: torch.device, reps: int) -> float:
     return (time.perf_counter() - start) / reps
 
 
-def tutorial(dev: torch.device, smoke: bool) -> None:
+def tutorial_setup(dev: torch.device, smoke: bool) -> tuple[torch.nn.Module, list[torch.Tensor]]:
+    """The tutorial scene model (seed 0) and one random batch ``[seq, mask, doy, label]`` with
+    T/2..T valid dates per sample, on ``dev`` (tiny with ``smoke``)."""
     b, t = (2, 4) if smoke else (32, 20)
-    model = create_sits_former("sitsformer_base", num_classes=10).to(dev)
-    if smoke:
-        model = create_sits_former("sitsformer_base", num_classes=10, img_size=32,
-                                   num_layers=2).to(dev)
+    torch.manual_seed(0)
+    kw = dict(img_size=32, num_layers=2) if smoke else {}
+    model = create_sits_former("sitsformer_base", num_classes=10, **kw).to(dev)
     cfg = model.config
     g = torch.Generator().manual_seed(0)
-    seq = torch.rand(b, t, cfg.in_channels, cfg.img_size, cfg.img_size, generator=g).to(dev)
-    mask = (torch.arange(t)[None] < torch.randint(t // 2, t + 1, (b,), generator=g)[:, None])
-    mask = mask.to(dev)
-    doy = torch.sort(torch.randint(1, 366, (b, t), generator=g), 1).values.to(dev)
-    label = torch.randint(0, 10, (b,), generator=g).to(dev)
+    seq = torch.rand(b, t, cfg.in_channels, cfg.img_size, cfg.img_size, generator=g)
+    mask = torch.arange(t)[None] < torch.randint(t // 2, t + 1, (b,), generator=g)[:, None]
+    doy = torch.sort(torch.randint(1, 366, (b, t), generator=g), 1).values
+    label = torch.randint(0, 10, (b,), generator=g)
+    return model, [x.to(dev) for x in (seq, mask, doy, label)]
+
+
+def tutorial(dev: torch.device, smoke: bool) -> None:
+    model, (seq, mask, doy, label) = tutorial_setup(dev, smoke)
+    b = seq.shape[0]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step() -> None:
