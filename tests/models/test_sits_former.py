@@ -337,3 +337,28 @@ def test_demo_batch_goes_through_the_original_model():
     torch.save(model.state_dict(), buf)
     buf.seek(0)
     assert set(torch.load(buf, weights_only=True)) == set(model.state_dict())
+
+
+def test_unscaled_inputs_get_one_warning_naming_the_fix():
+    """Stored values (x 10000) fed to the model warn once, on the first call; scaled inputs do
+    not warn; the warning never changes the output."""
+    import warnings
+
+    from sitsformer.models import SITSFormer
+
+    torch.manual_seed(0)
+    x = torch.rand(3, 5, 4)  # reflectance 0..1, pixel series
+    doy = torch.arange(1, 6).expand(3, 5)
+    model = SITSFormer(img_size=1, patch_size=1, in_channels=4, num_classes=2).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(x, doy=doy)
+        model(x * 10000, doy=doy)  # checked on the first call only
+    fresh = SITSFormer(img_size=1, patch_size=1, in_channels=4, num_classes=2).eval()
+    fresh.load_state_dict(model.state_dict())
+    with pytest.warns(UserWarning, match=r"inputs up to 99\d\d.*look like stored values"):
+        out = fresh(x * 10000, doy=doy)
+    torch.testing.assert_close(out, model(x * 10000, doy=doy))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fresh(x * 10000, doy=doy)  # once per model

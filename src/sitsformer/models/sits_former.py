@@ -35,6 +35,7 @@ from sitsformer.models.config import SITSFormerConfig
 
 
 PACK_BITS = 5  # significant binary digits of a packed row count (packed_rows)
+UNSCALED_INPUT = 100.0  # a first input larger than this (in absolute value) gets a warning
 
 
 class _Gather(torch.autograd.Function):
@@ -225,6 +226,7 @@ class SITSFormer(nn.Module):
         self.grad_checkpointing = False
         self.pack_tokens: bool | None = None  # None = on CPU, see :meth:`set_token_packing`
         self._warned_no_doy = False
+        self._checked_scale = False  # the first forward looks at the input's magnitude
         self.apply(_init_weights)
         if self.pos_embed is not None:
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
@@ -285,6 +287,25 @@ class SITSFormer(nn.Module):
         ``(B, T, C, H, W)`` and bool ``(B, T)``."""
         return check_inputs(self.config, sequences, masks, doy, pixel_mask)
 
+    def _warn_if_unscaled(self, x: torch.Tensor, masks: torch.Tensor) -> None:
+        """Warn once when the first input looks like stored values (reflectance x 10000), not
+        scaled and standardised ones: a hand-written loop that skipped the data's scale trains
+        on values thousands of times too large with no error. One host synchronisation, on the
+        first call only (skipped under compile, tracing and CUDA's sync debug mode)."""
+        if (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
+                or (x.device.type == "cuda" and torch.cuda.get_sync_debug_mode() != 0)):
+            return
+        self._checked_scale = True
+        valid = x[masks] if masks.any() else x
+        top = float(valid.detach().abs().amax()) if valid.numel() else 0.0
+        if top > UNSCALED_INPUT:
+            warnings.warn(
+                f"SITSFormer got inputs up to {top:.4g}: they look like stored values (e.g. "
+                f"reflectance x 10000), not scaled and standardised ones (about -5..5). Divide by "
+                "the data's scale and standardise with the training split's statistics "
+                "(sitsformer.data.transforms Scale / Normalize, or the DataModule, which does "
+                "both)", stacklevel=3)
+
     def _date_positions(self, doy: torch.Tensor | None, dates: torch.Tensor | None,
                         b: int, t: int, device: torch.device, masks: torch.Tensor,
                         ) -> torch.Tensor:
@@ -322,6 +343,8 @@ class SITSFormer(nn.Module):
         embedding of every hidden date by ``mask_token (D,)`` before the date encoding is added.
         """
         x, masks = self.check_inputs(sequences, masks, doy, pixel_mask)
+        if not self._checked_scale:
+            self._warn_if_unscaled(x, masks)
         if self._packs(masks):
             return self._forward_features_packed(x, masks, doy, pixel_mask, dates, hidden,
                                                  mask_token)
