@@ -336,15 +336,20 @@ def _block_samples(cube: Cube, window: tuple[int, int, int, int], shapes: list[A
                                 rows + (r0 - rs), cols + (c0 - cs), patch_size=patch_size,
                                 labels=lab, groups=grp, bands=cube.bands)
     n = len(ds)
-    samples = [ds.raw_sample(i) for i in range(n)]
     p = patch_size
     t, c = block["sequence"].shape[:2]
+    # Filled in place: a list of per-sample arrays stacked at the end held every patch twice
+    # (3.3 GB peak for a block of 50,176 5 x 5 patches of 24 dates x 10 bands, 1.2 GB of them).
+    sequence = np.empty((n, t, c, p, p), np.float32)
+    pixel_mask = np.empty((n, t, p, p), bool)
+    for i in range(n):
+        sample = ds.raw_sample(i)
+        sequence[i] = sample["sequence"]
+        pixel_mask[i] = sample["pixel_mask"]
+    del block
     return {
         "n": n, "no_clear": int(rows.size - n), "window": window,
-        "sequence": np.stack([s["sequence"] for s in samples]) if n else
-        np.zeros((0, t, c, p, p), np.float32),
-        "pixel_mask": np.stack([s["pixel_mask"] for s in samples]) if n else
-        np.zeros((0, t, p, p), bool),
+        "sequence": sequence, "pixel_mask": pixel_mask,
         "label": ds.labels, "group": ds.groups,
         "coords": np.stack([ds.rows + rs, ds.cols + cs], axis=1),
     }
