@@ -70,14 +70,10 @@ def _csv_files(path: Path) -> list[Path]:
 
 
 def read_legend(path: str | Path) -> list[tuple[int, str]]:
-    """A legend file: a header line, then ``code,class[,colour]`` lines."""
-    path = Path(path)
-    rows = [line.split(",", 2) for line in path.read_text().splitlines()[1:] if line.strip()]
-    try:
-        return [(int(r[0]), r[1].strip()) for r in rows]
-    except (ValueError, IndexError) as err:
-        raise DataError(f"{path}: expected lines 'code,class[,colour]' after a header line "
-                        f"({err})") from err
+    """A legend file's ``(code, class)`` pairs (formats: :mod:`sitsformer.data.legend`)."""
+    from sitsformer.data.legend import read_legend_file
+
+    return [(e.code, e.name) for e in read_legend_file(path)]
 
 
 def _find_legend(folder: Path) -> Path | None:
@@ -503,6 +499,11 @@ def read_csv_table(path: str | Path, *, label_column: str | None = None,
             meta["label_values"] = list(class_values)
         if lg is not None:
             meta["legend"] = str(legend_path)
+            from sitsformer.data.legend import read_legend_file
+
+            by_name = {e.name: e.color for e in read_legend_file(legend_path)}
+            if cls and all(by_name.get(c) is not None for c in cls):
+                meta["class_colors"] = ["#{:02x}{:02x}{:02x}".format(*by_name[c]) for c in cls]
     if dates is not None:
         dates_arr = np.array(dates, dtype="datetime64[D]")
     elif inferred_dates is not None:

@@ -35,7 +35,7 @@ from sitsformer.data.splits import (group_split, kfold_split, random_split, spat
                                     stratified_split)
 from sitsformer.data.transforms import MaskOutOfRange, Scale, chunked_values, collect_values, \
     compute_normalization
-from sitsformer.data.values import (band_ranges, check_scale, infer_scale, kind_of_scaled,
+from sitsformer.data.values import (check_scale, guess_scale, kind_of_scaled,
                                     valid_range)
 
 __all__ = ["SPLITS", "DataModule", "PreparedDataset", "content_fingerprints", "label_subset", "read_split_file",
@@ -484,7 +484,7 @@ class DataModule:
         raw = collect_values(self.samples, train)
         out: dict[str, Any] = {"scale": self.scale}
         if self.scale == "auto":
-            scale, kind, reason = infer_scale(band_ranges(raw, self.bands), where)
+            scale, kind, reason, _ = guess_scale(raw, self.bands, where)
             out.update(scale=scale, scale_source=reason)
         else:
             scale = self.scale
@@ -537,10 +537,13 @@ class DataModule:
         first = self.samples[int(self.splits["train"][0])]
         seq = np.asarray(first["sequence"])
         codes = (getattr(self.samples, "meta", None) or {}).get("class_codes")
+        colors = (getattr(self.samples, "meta", None) or {}).get("class_colors")
         self.spec = InputSpec(
             bands=self.bands, classes=self.classes if self.labelled else None,
             class_values=codes if self.labelled and codes is not None
-            and len(codes) == len(self.classes) else None, **stats,
+            and len(codes) == len(self.classes) else None,
+            class_colors=colors if self.labelled and colors is not None
+            and len(colors) == len(self.classes) else None, **stats,
             time_axis="t_index" if self.meta["time_axis"] == "t_index" else "dates",
             max_t=None, sample_size=int(seq.shape[-1]) if seq.ndim == 4 else 1)
         self.spec.max_t = self._scan(self.spec)
