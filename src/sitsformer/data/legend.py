@@ -236,7 +236,9 @@ def _parse_line(line: str, qgis: bool) -> Entry | str | None:
             return f"expected 'value,r,g,b,alpha,label', got {line!r}"
         name = parts[5] if len(parts) > 5 and parts[5] else parts[0]
         return Entry(int(float(parts[0])), name, rgb)  # type: ignore[arg-type]
-    sep = next((s for s in (",", ";", "\t") if s in line.split("rgb")[0]), None)
+    head = line.split("rgb")[0]
+    found = [(head.index(c), c) for c in (",", ";", "\t") if c in head]
+    sep = min(found)[1] if found else None  # the first separator on the line
     if sep is not None:
         parts = [s.strip() for s in line.split(sep, 2)]
         if not _is_int(parts[0]) or len(parts) < 2 or not parts[1]:
