@@ -436,7 +436,9 @@ class DataModule:
 
     def _warn_untrained_classes(self) -> None:
         """Warn, naming them, about the classes without a training sample (seen only in the
-        validation or test split, or nowhere): the model cannot learn them."""
+        validation or test split, or nowhere): the model cannot learn them; and about a
+        validation or test split that holds a single class (its kappa is 0). Both before
+        training, when the data module is read."""
         k = len(self.classes or [])
         labels = np.asarray(self.labels)
         if not k or labels.size == 0:
@@ -448,6 +450,16 @@ class DataModule:
             return np.bincount(y.astype(np.int64), minlength=k)[:k]
 
         per = {name: counts(self.splits.get(name, [])) for name in ("train", "val", "test")}
+        for name in ("val", "test"):  # a split of one class: kappa 0, per-class scores void
+            present = np.flatnonzero(per[name])
+            if k > 1 and len(present) == 1:
+                c = int(present[0])
+                warnings.warn(f"{self.source}: the {name} split holds a single class, "
+                              f"{self.classes[c]!r} ({int(per[name][c])} samples), of the {k} "
+                              f"classes {list(self.classes)}: its kappa will be 0 and the other "
+                              f"classes' scores undefined (split={self.split!r}; a stratified "
+                              "split or more samples of the other classes helps)",
+                              DataWarning, stacklevel=3)
         missing = np.flatnonzero(per["train"] == 0)
         if not len(missing):
             return
