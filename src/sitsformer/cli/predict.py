@@ -80,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
         if args.cloud_folder:
             options["cloud_folder"] = args.cloud_folder
         tiles = _tile_outputs(args)
+        if len(tiles) > 1 and args.png not in (None, True):
+            raise UsageError(f"--png {args.png} names one PNG, but there are {len(tiles)} "
+                             "--input tiles: pass --png alone (one quick-look per tile, "
+                             "beside its map)")
         model, ckpt = load_model(args.checkpoint, map_location=args.device or "cpu")
         if "encoder" in ckpt["model_config"]:
             raise ValueError(f"{args.checkpoint} is a pre-training checkpoint (no classifier); "
@@ -90,6 +94,13 @@ def run(args: argparse.Namespace) -> int:
         legend = resolve(int(model.config.num_classes), legend_file=args.legend, spec=spec)
         # every tile is opened (and so checked against the checkpoint) before any block runs
         sources = [open_raster_source(i, **options) for i, _ in tiles]
+        from sitsformer.data.legend import png_path
+
+        pngs_there = [str(q) for _, out in tiles if (q := png_path(args.png, out)) is not None
+                      and q.exists()]
+        if pngs_there and not args.overwrite:
+            raise FileExistsError(f"output exists: {', '.join(pngs_there)} (pass --overwrite "
+                                  "to replace it)")
         if len(tiles) > 1 and not args.overwrite and Path(args.output).exists():
             raise FileExistsError(f"output exists: {args.output} (pass --overwrite to replace it)")
         ctx, threads = _open_runner(args)
@@ -112,11 +123,10 @@ def run(args: argparse.Namespace) -> int:
             if args.probabilities:
                 build_vrt([r.probabilities for r in results], prob_vrt.with_suffix(".vrt"))
         pngs = []
-        from sitsformer.data.legend import png_path, write_quicklook
+        from sitsformer.data.legend import write_quicklook
 
         for res in results:
-            png = png_path(args.png, res.class_map) if len(results) == 1 or args.png is True \
-                else None
+            png = png_path(args.png, res.class_map)
             if png is not None:
                 pngs.append(write_quicklook(png, res.class_map, legend=legend,
                                             title=Path(res.class_map).name))

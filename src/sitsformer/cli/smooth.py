@@ -63,6 +63,6 @@ def register(subparsers: Any) -> None:
                    "(0.5)")
     p.add_argument("--no-cog", action="store_true",
                    help="plain tiled GeoTIFFs instead of Cloud-Optimized ones with overviews")
-    add_legend_options(p)
+    add_legend_options(p, png_default="<output stem>_class.png")
     add_cluster_options(p)
     p.set_defaults(func=run)

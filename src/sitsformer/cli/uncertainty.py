@@ -61,6 +61,7 @@ def register(subparsers: Any) -> None:
                    help="measure that ranks the candidate points (entropy)")
     p.add_argument("--no-cog", action="store_true",
                    help="plain tiled GeoTIFFs instead of Cloud-Optimized ones with overviews")
-    add_legend_options(p)
+    add_legend_options(p, png_default="<output>/<rank-by measure>.png, the ranked measure "
+                       "on a grey ramp")
     add_cluster_options(p)
     p.set_defaults(func=run)

@@ -553,7 +553,8 @@ def write_quicklook(png: str | os.PathLike[str], raster: str | os.PathLike[str],
 
 
 # ------------------------------------------------------------------------------ CLI
-def add_legend_options(parser: Any, png: bool = True) -> None:
+def add_legend_options(parser: Any, png: bool = True,
+                       png_default: str = "the class map's name with .png") -> None:
     """``--legend FILE`` (and ``--png [FILE]``) for a map command."""
     parser.add_argument("--legend", metavar="FILE",
                         help="legend file setting class names and colours: 'code,name[,colour]' "
@@ -563,7 +564,7 @@ def add_legend_options(parser: Any, png: bool = True) -> None:
     if png:
         parser.add_argument("--png", nargs="?", const=True, default=None, metavar="FILE",
                             help="also write a quick-look PNG of the map with its legend "
-                            "(default name: the map's, with .png)")
+                            f"(default: {png_default})")
 
 
 def png_path(option: Any, raster: str | os.PathLike[str]) -> Path | None:
