@@ -23,6 +23,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
+import rasterio.errors
 import rasterio.shutil
 from rasterio.windows import Window
 
@@ -62,7 +63,22 @@ def write_outputs(ledger: Any, windows: list[tuple[int, int, int, int]], src: An
                   targets: list[Path], cls_dtype: str, cls_nodata: int, k: int,
                   legend: Legend, probabilities: bool, probabilities_dtype: str, *,
                   cog: bool = True) -> None:
-    """Assemble the finished blocks of ``ledger`` into the final maps (module doc)."""
+    """Assemble the finished blocks of ``ledger`` into the final maps (module doc). A source
+    without a transform (an in-memory array) gives maps in pixel coordinates, without
+    rasterio's ``NotGeoreferencedWarning`` on every file written and copied."""
+    import warnings
+
+    with warnings.catch_warnings():
+        if getattr(src, "transform", None) is None:
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        _write_outputs(ledger, windows, src, targets, cls_dtype, cls_nodata, k, legend,
+                       probabilities, probabilities_dtype, cog=cog)
+
+
+def _write_outputs(ledger: Any, windows: list[tuple[int, int, int, int]], src: Any,
+                   targets: list[Path], cls_dtype: str, cls_nodata: int, k: int,
+                   legend: Legend, probabilities: bool, probabilities_dtype: str, *,
+                   cog: bool = True) -> None:
     legend = legend.resized(k)
     prob_u8 = probabilities_dtype == "uint8"
     specs = [("cls", cls_dtype, 1, cls_nodata, "nearest"),
