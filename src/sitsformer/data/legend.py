@@ -9,7 +9,7 @@ command resolves it the same way (:func:`resolve`), from, in order of precedence
 2. ``--classes NAME ...`` where a command has it (names only);
 3. what the input raster carries (:func:`from_raster`: the tags ``class_names``,
    ``class_codes`` and ``class_colors`` that every sitsformer map writes, else its colour table
-   and GDAL category names / ``p(name)`` band descriptions);
+   with ``CLASS_<i>`` band tags, or ``p(name)`` band descriptions);
 4. the checkpoint's input spec (``classes``, ``class_values``, ``class_colors``: the training
    data's legend, e.g. the colours of a ``class_map.txt`` beside a CSV table).
 
@@ -335,8 +335,8 @@ def from_raster(path: str | os.PathLike[str]) -> Legend | None:
     """The legend a raster carries (module doc), or None when it carries no class names.
 
     Reads the ``class_names`` / ``class_codes`` / ``class_colors`` tags sitsformer writes; else
-    a class map's ``CLASS_<i>`` band tags or GDAL category names with its colour table, or a
-    probability raster's ``p(name)`` band descriptions."""
+    a class map's ``CLASS_<i>`` band tags with its colour table, or a probability raster's
+    ``p(name)`` band descriptions."""
     import rasterio
 
     with rasterio.open(path) as ds:

@@ -114,8 +114,8 @@ def build_vrt(paths: Sequence[str | os.PathLike[str]], output: str | os.PathLike
 
     Tiles may overlap; where they do, the later tile wins except at its nodata pixels. Paths
     are written relative to the VRT, so the mosaic and its tiles can move together. The first
-    tile's colour table, band descriptions and class names (``.aux.xml`` category names) are
-    kept.
+    tile's colour table, band descriptions, class names (``.aux.xml`` category names) and
+    legend tags (``class_names``, ``class_codes``, ``class_colors``) are kept.
 
     Raises:
         ValueError: no paths, or a tile differs in CRS, pixel size, rotation, band count or
@@ -132,7 +132,9 @@ def build_vrt(paths: Sequence[str | os.PathLike[str]], output: str | os.PathLike
                           "nodata": ds.nodata, "desc": ds.descriptions,
                           "cmap": ds.colormap(1) if ds.count == 1 and ds.dtypes[0] in (
                               "uint8", "uint16") and _has_colormap(ds) else None,
-                          "scales": ds.scales, "offsets": ds.offsets})
+                          "scales": ds.scales, "offsets": ds.offsets,
+                          "legend_tags": {key: v for key, v in ds.tags().items() if key in (
+                              "class_names", "class_codes", "class_colors")}})
     ref = infos[0]
     for info in infos[1:]:
         for key, label in (("crs", "CRS"), ("count", "band count"), ("dtype", "data type")):
@@ -193,8 +195,13 @@ def build_vrt(paths: Sequence[str | os.PathLike[str]], output: str | os.PathLike
     srs = f"  <SRS>{escape(ref['crs'].to_wkt())}</SRS>\n" if ref["crs"] else ""
     gt = ", ".join(repr(float(v)) for v in (x0, a, 0.0, y0, 0.0, e))
     out.parent.mkdir(parents=True, exist_ok=True)
+    meta = ""
+    if ref["legend_tags"]:  # the legend tags (sitsformer.data.legend) of the first tile
+        meta = "  <Metadata>\n" + "".join(
+            f'    <MDI key="{key}">{escape(v)}</MDI>\n' for key, v in ref["legend_tags"].items()
+        ) + "  </Metadata>\n"
     out.write_text(f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n{srs}'
-                   f"  <GeoTransform>{gt}</GeoTransform>\n" + "\n".join(bands)
+                   f"  <GeoTransform>{gt}</GeoTransform>\n{meta}" + "\n".join(bands)
                    + "\n</VRTDataset>\n")
     return out
 
