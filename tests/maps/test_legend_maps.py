@@ -183,6 +183,11 @@ def test_legend_file_and_quicklook_png(tmp_path, capsys):
     shown = gray[:ent.shape[0] * z:z, :ent.shape[1] * z:z]
     assert shown[np.unravel_index(ent.argmax(), ent.shape)] == 255
     assert shown[np.unravel_index(ent.argmin(), ent.shape)] == 0
+    assert main(["uncertainty", "--input", str(out), "--output", str(tmp_path / "u2"),
+                 "--measures", "margin", "--png", "--quiet"]) == 1
+    assert ("--png: the quick-look shows the --rank-by measure 'entropy', which is not among "
+            "the --measures written ['margin']; add it to --measures or pass --rank-by margin"
+            ) in capsys.readouterr().err
     table, _, _ = read_points(tmp_path / "u" / "candidates.gpkg")
     names = ["Cereals", "Forest", "Water"]
     assert table["predicted_name"].tolist() == [names[i] for i in table["predicted"]]

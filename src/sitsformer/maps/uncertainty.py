@@ -131,8 +131,9 @@ def uncertainty_raster(probabilities: str | os.PathLike[str], output: str | os.P
     rasters = {m: out / f"{m}.tif" for m in measures}
     pts_path = out / "candidates.gpkg" if points else None
     if png and rank_by not in measures:
-        raise ValueError(f"png: the quick-look shows the rank_by measure {rank_by!r}, which is "
-                         f"not among the measures written {list(measures)}")
+        raise ValueError(f"--png: the quick-look shows the --rank-by measure {rank_by!r}, "
+                         f"which is not among the --measures written {list(measures)}; add it "
+                         f"to --measures or pass --rank-by {measures[0]}")
     check_outputs([*rasters.values(), *([pts_path] if pts_path else []),
                    *([png] if png else [])], overwrite)
     runner = runner or BlockRunner()
