@@ -69,13 +69,6 @@ def _csv_files(path: Path) -> list[Path]:
     return files
 
 
-def read_legend(path: str | Path) -> list[tuple[int, str]]:
-    """A legend file's ``(code, class)`` pairs (formats: :mod:`sitsformer.data.legend`)."""
-    from sitsformer.data.legend import read_legend_file
-
-    return [(e.code, e.name) for e in read_legend_file(path)]
-
-
 def _find_legend(folder: Path) -> Path | None:
     """``class_map.txt`` beside the table, in a ``map/`` folder beside it, or in a ``map/``
     folder beside the table's folder (``data/train.csv`` with ``map/class_map.txt``)."""
@@ -482,7 +475,11 @@ def read_csv_table(path: str | Path, *, label_column: str | None = None,
     if label_column is not None or code_column is not None:
         legend_path = Path(legend) if legend is not None else _find_legend(
             path if path.is_dir() else path.parent)
-        lg = read_legend(legend_path) if legend_path is not None else None
+        from sitsformer.data.legend import read_legend_file
+
+        entries = read_legend_file(legend_path, strict=False) if legend_path is not None \
+            else None
+        lg = [(e.code, e.name) for e in entries] if entries is not None else None
         raw_name = None if label_column is None else df[label_column].astype(str).to_numpy()
         raw_code = None
         if code_column is not None:
@@ -499,9 +496,7 @@ def read_csv_table(path: str | Path, *, label_column: str | None = None,
             meta["label_values"] = list(class_values)
         if lg is not None:
             meta["legend"] = str(legend_path)
-            from sitsformer.data.legend import read_legend_file
-
-            by_name = {e.name: e.color for e in read_legend_file(legend_path)}
+            by_name = {e.name: e.color for e in entries or []}
             if cls and all(by_name.get(c) is not None for c in cls):
                 meta["class_colors"] = ["#{:02x}{:02x}{:02x}".format(*by_name[c]) for c in cls]
     if dates is not None:

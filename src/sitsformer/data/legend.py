@@ -182,8 +182,12 @@ class Entry:
     color: RGB | None
 
 
-def read_legend_file(path: str | os.PathLike[str]) -> list[Entry]:
+def read_legend_file(path: str | os.PathLike[str], strict: bool = True) -> list[Entry]:
     """The entries of a legend file (formats in the module doc), in file order.
+
+    ``strict=False`` (a legend read for its names and codes, as the CSV reader does): a
+    colour that cannot be read leaves that class without colour (it gets its default one),
+    and one ``DataWarning`` names the file, the lines and the colours.
 
     Raises:
         FileNotFoundError: no such file.
@@ -198,11 +202,15 @@ def read_legend_file(path: str | os.PathLike[str]) -> list[Entry]:
                for ln in lines[:5])
     entries: list[Entry] = []
     first = True
+    unread: list[str] = []
     for no, raw in enumerate(lines, start=1):
         line = raw.strip()
         if not line or line.startswith("#") or (qgis and line.upper().startswith("INTERPOLATION")):
             continue
         entry = _parse_line(line, qgis)
+        if isinstance(entry, str) and not strict and entry.startswith("colour "):
+            unread.append(f"line {no} ({entry.split(':')[0]})")
+            entry = _parse_line(_without_color(line), qgis)
         if entry is None:
             if first:  # a header line (value,class,colour)
                 first = False
@@ -216,6 +224,14 @@ def read_legend_file(path: str | os.PathLike[str]) -> list[Entry]:
         entries.append(entry)
     if not entries:
         raise _error(f"{p}: no legend entry; expected one 'code,name[,colour]' line per class")
+    if unread:
+        import warnings
+
+        from sitsformer.data.errors import DataWarning
+
+        warnings.warn(f"{p}: cannot read the colour on {'; '.join(unread)}: expected #rrggbb, "
+                      "rgb(r, g, b) or r,g,b with values 0..255; the maps use default colours "
+                      "for these classes", DataWarning, stacklevel=3)
     seen: dict[int, str] = {}
     for e in entries:
         if e.code in seen:
@@ -261,6 +277,16 @@ def _parse_line(line: str, qgis: bool) -> Entry | str | None:
     if not rest:
         return None
     return Entry(int(tokens[0]), rest, color)
+
+
+def _without_color(line: str) -> str:
+    """A ``code,name,colour`` / ``code name colour`` line without its colour."""
+    head = line.split("rgb")[0]
+    found = [(head.index(c), c) for c in (",", ";", "\t") if c in head]
+    if found:
+        sep = min(found)[1]
+        return sep.join(line.split(sep, 2)[:2])
+    return re.sub(r"\s+\S+$", "", line)
 
 
 def _is_int(text: str) -> bool:
