@@ -126,6 +126,7 @@ def test_smooth_keeps_the_legend_and_writes_cogs(tmp_path, capsys):
             assert ds.overviews(1) == [2, 4]
     assert _colormap(cls, 3) == COLORS
     with rasterio.open(cls) as ds:
+        assert ds.colormap(1)[255] == (0, 0, 0, 0)  # nodata: transparent
         assert json.loads(ds.tags()["class_names"]) == NAMES
         assert json.loads(ds.tags()["class_codes"]) == CODES
         assert json.loads(ds.tags()["class_colors"]) == ["#1f77b4", "#006400", "#0064c8"]

@@ -446,8 +446,12 @@ def _all_int(values: Any) -> bool:
 # ------------------------------------------------------------------------------ writing
 def write_class_legend(ds: Any, legend: Legend, band_tags: bool = True) -> None:
     """Colour table, band description ``class``, ``CLASS_<i>`` band tags and the legend tags
-    on an open (writable) class-map dataset."""
-    ds.write_colormap(1, legend.colormap())
+    on an open (writable) class-map dataset. The nodata value (255 of a uint8 map) is a
+    transparent entry of the colour table."""
+    table = legend.colormap()
+    if ds.nodata is not None and len(legend) <= int(ds.nodata) < 256:
+        table[int(ds.nodata)] = NODATA_RGBA
+    ds.write_colormap(1, table)
     ds.set_band_description(1, "class")
     ds.update_tags(**legend.tags())
     if band_tags:
