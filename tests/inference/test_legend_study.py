@@ -103,6 +103,11 @@ def test_legend_file_sets_names_and_colours_of_every_map(study, tmp_path, capsys
     err = capsys.readouterr().err
     assert (f"error: {bad}: no entry for class(es) ['grassland', 'schrubland', 'artificial "
             "surface'] of the map (5 classes") in err
+    # one PNG name for several tiles is refused before anything is read
+    assert main(["predict", "--checkpoint", str(study["ckpt"]), "--input", "west", "--input",
+                 "east", "--output", str(tmp_path / "m.vrt"), "--png", "one.png"]) == 1
+    assert ("--png one.png names one PNG, but there are 2 --input tiles: pass --png alone"
+            in capsys.readouterr().err)
 
 
 def test_uint8_probabilities_smooth_and_uncertainty_like_float32(study, tmp_path):
