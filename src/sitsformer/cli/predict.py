@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from sitsformer.cli._cluster import add_where_options
-from sitsformer.data.legend import add_legend_options
 from sitsformer.cli._common import (
     UsageError,
     add_overwrite,
@@ -29,6 +28,7 @@ from sitsformer.cli._common import (
     add_reader_options,
     reader_options,
 )
+from sitsformer.data.legend import add_legend_options
 
 
 def _open_runner(args: argparse.Namespace) -> Any:
@@ -69,6 +69,7 @@ def _tile_outputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
 def run(args: argparse.Namespace) -> int:
     from sitsformer.data import InputSpec
     from sitsformer.data.errors import DataError
+    from sitsformer.data.legend import png_path, resolve, write_quicklook
     from sitsformer.inference import build_vrt, companion_paths, open_raster_source, predict_raster
     from sitsformer.parallel.locks import OutputLockedError, output_lock
     from sitsformer.models import load_model
@@ -89,13 +90,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.checkpoint} is a pre-training checkpoint (no classifier); "
                              "fine-tune it first with sitsformer finetune")
         spec = InputSpec.from_checkpoint(ckpt)
-        from sitsformer.data.legend import resolve
-
         legend = resolve(int(model.config.num_classes), legend_file=args.legend, spec=spec)
         # every tile is opened (and so checked against the checkpoint) before any block runs
         sources = [open_raster_source(i, **options) for i, _ in tiles]
-        from sitsformer.data.legend import png_path
-
         pngs_there = [str(q) for _, out in tiles if (q := png_path(args.png, out)) is not None
                       and q.exists()]
         if pngs_there and not args.overwrite:
@@ -123,8 +120,6 @@ def run(args: argparse.Namespace) -> int:
             if args.probabilities:
                 build_vrt([r.probabilities for r in results], prob_vrt.with_suffix(".vrt"))
         pngs = []
-        from sitsformer.data.legend import write_quicklook
-
         for res in results:
             png = png_path(args.png, res.class_map)
             if png is not None:

@@ -199,13 +199,13 @@ def smooth_raster(probabilities: str | os.PathLike[str], output: str | os.PathLi
         runner: where blocks run (:func:`sitsformer.maps.dask_cluster`); default in-process.
         progress: tqdm bar over blocks.
         overwrite: replace existing outputs.
+        legend: a legend file (names and colours; default: the input's legend).
+        png: quick-look PNG of the class map to write (None: none).
+        cog: Cloud-Optimized GeoTIFFs (False: plain tiled GeoTIFFs).
 
     Raises:
         FileNotFoundError, FileExistsError, ValueError, sitsformer.data.DataError.
     """
-    from sitsformer.parallel.cluster import BlockRunner as _Runner
-
-    runner = runner or _Runner()
     from sitsformer.data.legend import (
         resolve,
         write_class_legend,
@@ -213,7 +213,9 @@ def smooth_raster(probabilities: str | os.PathLike[str], output: str | os.PathLi
         write_quicklook,
         write_sidecars,
     )
+    from sitsformer.parallel.cluster import BlockRunner as _Runner
 
+    runner = runner or _Runner()
     prob_path, cls_path = smoothed_paths(output)
     check_outputs([prob_path, cls_path, *([png] if png else [])], overwrite)
     arr, src, nodata = open_probabilities(probabilities, block)
