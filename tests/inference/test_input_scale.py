@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import rasterio
-from conftest import SEN2R_ROI, write_checkpoint
+from inference_helpers import SEN2R_ROI, write_checkpoint
 
 from sitsformer.cli import main
 from sitsformer.data import DataWarning, InputSpec

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 import rasterio
-from conftest import SEN2R_ROI, write_checkpoint
+from inference_helpers import SEN2R_ROI, write_checkpoint
 from PIL import Image
 
 from sitsformer.cli import main
