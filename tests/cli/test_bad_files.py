@@ -161,8 +161,10 @@ def test_tutorial_checkpoint_loads_and_converts(tmp_path):
     with pytest.warns(UserWarning, match="tutorial-style checkpoint"):
         restored, ckpt = load_model(path)
     x, mask = torch.randn(2, 5, 13, 8, 8), torch.ones(2, 5, dtype=torch.bool)
+    doy = torch.arange(1, 6).expand(2, -1)  # the date index, given (no 'no doy' warning)
     model.eval()
-    torch.testing.assert_close(restored(x, mask), model(x, mask), rtol=0, atol=0)
+    torch.testing.assert_close(restored(x, mask, doy=doy), model(x, mask, doy=doy), rtol=0,
+                               atol=0)
     assert ckpt["epoch"] == 3 and ckpt["accuracy"] == 80.0
     spec = InputSpec(bands=[f"B{i}" for i in range(13)], scale=10000.0)
     out = import_checkpoint(path, tmp_path / "imported.pt", input_spec=spec)
@@ -171,7 +173,8 @@ def test_tutorial_checkpoint_loads_and_converts(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a converted file needs no import any more
         again, _ = load_model(out)
-    torch.testing.assert_close(again(x, mask), model(x, mask), rtol=0, atol=0)
+    torch.testing.assert_close(again(x, mask, doy=doy), model(x, mask, doy=doy), rtol=0,
+                               atol=0)
 
 
 def test_tutorial_weights_without_config_say_what_to_do(tmp_path):

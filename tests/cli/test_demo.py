@@ -6,13 +6,19 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from sitsformer.cli import main
+from sitsformer.data import DataWarning
 
 
 def test_demo_runs_and_reports_paths(tmp_path, capsys):
-    code = main(["demo", "--epochs", "2", "--output", str(tmp_path), "data.demo_samples=96",
-                 "model.embed_dim=16", "model.num_layers=1", "train.threads=1",
-                 "logging.progress=false", "logging.tensorboard=false"])
+    # 96 samples in 24 groups of 4: the group split keeps whole groups, none left for validation
+    with pytest.warns(DataWarning, match=r"demo: data.val_fraction=0.15 but the 'group' split "
+                      r"of 96 samples left no validation sample \(24 groups"):
+        code = main(["demo", "--epochs", "2", "--output", str(tmp_path),
+                     "data.demo_samples=96", "model.embed_dim=16", "model.num_layers=1",
+                     "train.threads=1", "logging.progress=false", "logging.tensorboard=false"])
     assert code == 0
     out = capsys.readouterr().out
     assert "GENERATED" in out

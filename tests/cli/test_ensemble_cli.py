@@ -14,7 +14,7 @@ import torch
 from test_round_trip import TINY, make_folder
 
 from sitsformer.cli import main
-from sitsformer.data import InputSpec, collate, open_source
+from sitsformer.data import DataWarning, InputSpec, collate, open_source
 from sitsformer.evaluation import ClassificationMetrics
 from sitsformer.models import SITSEnsemble, load_checkpoint, load_model
 
@@ -47,9 +47,10 @@ def test_ensemble_train_evaluate_predict(tmp_path):
     ref.update(prob.log(), b["label"])
 
     report = tmp_path / "report"
-    assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(data),
-                 "-o", f"labels={labels}", "-o", "patch_size=1", "--output", str(report),
-                 "--split", "all", "--quiet"]) == 0
+    with pytest.warns(DataWarning, match="samples scored were in the model's training split"):
+        assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(data),
+                     "-o", f"labels={labels}", "-o", "patch_size=1", "--output", str(report),
+                     "--split", "all", "--quiet"]) == 0
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["confusion_matrix"] == ref.compute()["confusion_matrix"]
     test = json.loads((run / "test_metrics.json").read_text())

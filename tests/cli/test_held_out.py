@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from sitsformer.cli import main
+from sitsformer.data import DataWarning
 
 N, T, C = 48, 4, 2
 TINY = ["data.batch_size=16", "model.embed_dim=16", "model.num_heads=2", "model.num_layers=1",
@@ -86,15 +87,17 @@ def test_evaluate_scores_exactly_the_test_ids(trained):
 def test_evaluate_warns_on_training_samples(trained, capsys):
     tmp, table, run = trained
     ids = torch.load(run / "best.pt", weights_only=True)["data_meta"]["split_ids"]
-    assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(table),
-                 "--output", str(tmp / "ev_train"), "--split", "train", "--quiet"]) == 0
+    with pytest.warns(DataWarning, match="not a held-out estimate"):
+        assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(table),
+                     "--output", str(tmp / "ev_train"), "--split", "train", "--quiet"]) == 0
     captured = capsys.readouterr()
     assert f"{len(ids['train'])} of the {len(ids['train'])} samples scored were in the model's " \
            "training split" in captured.err
     m = json.loads((tmp / "ev_train" / "metrics.json").read_text())
     assert sorted(m["scored_ids"]) == sorted(ids["train"])
-    assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(table),
-                 "--output", str(tmp / "ev_all"), "--split", "all", "--quiet"]) == 0
+    with pytest.warns(DataWarning, match="not a held-out estimate"):
+        assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(table),
+                     "--output", str(tmp / "ev_all"), "--split", "all", "--quiet"]) == 0
     assert f"{len(ids['train'])} of the {N} samples scored" in capsys.readouterr().err
     # another source cannot be cut by the checkpoint's split
     other = tmp / "other.csv"
@@ -115,8 +118,9 @@ def test_evaluate_recognises_training_samples_in_another_file(trained, capsys):
     other = tmp / "export.csv"
     other.write_text("\n".join([header, *renamed]) + "\n")
     opts = ["-o", "n_bands=2", "-o", "start_date=2018-01-01", "-o", "interval_days=10"]
-    assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(other), *opts,
-                 "--output", str(tmp / "ev_export"), "--quiet"]) == 0
+    with pytest.warns(DataWarning, match="were left out; scored the other"):
+        assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(other),
+                     *opts, "--output", str(tmp / "ev_export"), "--quiet"]) == 0
     n_train = len(ids["train"])
     assert (f"{n_train} of the {N} samples have the values of samples in the model's training "
             f"split and were left out; scored the other {N - n_train}") in capsys.readouterr().err
@@ -125,8 +129,10 @@ def test_evaluate_recognises_training_samples_in_another_file(trained, capsys):
     assert sorted(m["scored_ids"]) == held_out
     assert m["split"] == "all but the training samples"
     # --split all scores every sample and says how many the model trained on
-    assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(other), *opts,
-                 "--output", str(tmp / "ev_export_all"), "--split", "all", "--quiet"]) == 0
+    with pytest.warns(DataWarning, match="not a held-out estimate"):
+        assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(other),
+                     *opts, "--output", str(tmp / "ev_export_all"), "--split", "all",
+                     "--quiet"]) == 0
     assert f"{n_train} of the {N} samples scored have the values" in capsys.readouterr().err
     assert json.loads((tmp / "ev_export_all" / "metrics.json").read_text())["counts"][
         "scored"] == N

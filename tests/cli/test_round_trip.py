@@ -20,7 +20,7 @@ import torch
 from rasterio.transform import from_origin
 
 from sitsformer.cli import main
-from sitsformer.data import InputSpec, collate, open_source
+from sitsformer.data import DataWarning, InputSpec, collate, open_source
 from sitsformer.evaluation import ClassificationMetrics
 from sitsformer.models import load_checkpoint, load_model
 
@@ -95,9 +95,10 @@ def test_train_evaluate_predict_round_trip(trained, capsys):
     # evaluate from the checkpoint alone: exactly the model's scores on the same samples (all
     # of them: the default on the training source would be its recorded test split)
     report = root / "report"
-    assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(data),
-                 "-o", f"labels={labels}", "-o", "patch_size=3", "--output", str(report),
-                 "--split", "all", "--quiet"]) == 0
+    with pytest.warns(DataWarning, match="samples scored were in the model's training split"):
+        assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(data),
+                     "-o", f"labels={labels}", "-o", "patch_size=3", "--output", str(report),
+                     "--split", "all", "--quiet"]) == 0
     metrics = json.loads((report / "metrics.json").read_text())
     model, _ = load_model(run / "best.pt")
     ds = open_source(str(data), labels=str(labels), patch_size=3)
@@ -137,8 +138,9 @@ def test_time_axis_mismatch_is_refused_both_ways(trained, tmp_path, capsys):
     # a model trained without dates (time-step index) refuses a dated raster ...
     npz = make_undated_npz(tmp_path / "undated.npz")
     undated_run = tmp_path / "undated_run"
-    assert main(["train", f"data.source={npz}", *TINY, "--output", str(undated_run),
-                 "--quiet"]) == 0
+    with pytest.warns(DataWarning, match="acquisition dates are unknown"):
+        assert main(["train", f"data.source={npz}", *TINY, "--output", str(undated_run),
+                     "--quiet"]) == 0
     assert load_checkpoint(undated_run / "best.pt")["input_spec"]["time_axis"] == "t_index"
     capsys.readouterr()
     assert main(["predict", "--checkpoint", str(undated_run / "best.pt"), "--input", str(data),
@@ -148,8 +150,9 @@ def test_time_axis_mismatch_is_refused_both_ways(trained, tmp_path, capsys):
     assert not (tmp_path / "map.tif").exists()
     # ... and a model trained on dates refuses undated series
     undated_patches = make_undated_npz(tmp_path / "undated_patches.npz", patch=3)
-    assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data",
-                 str(undated_patches), "--output", str(tmp_path / "rep"), "--quiet"]) == 1
+    with pytest.warns(DataWarning, match="acquisition dates are unknown"):
+        assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data",
+                     str(undated_patches), "--output", str(tmp_path / "rep"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "trained with acquisition dates" in err and "has no dates" in err
 

@@ -149,3 +149,13 @@ def test_a_class_without_training_sample_is_named_before_training(tmp_path, caps
     msgs = [str(w.message) for w in seen if issubclass(w.category, DataWarning)]
     assert f"{table}: 1 class(es) have no training sample: 'Water' (3 in the test split); the " \
            "model cannot learn them" in " ".join(msgs), msgs
+    assert (f"{table}: the test split holds a single class, 'Water' (3 samples), of the 3 "
+            "classes ['Crop', 'Forest', 'Water']: its kappa will be 0") in " ".join(msgs), msgs
+    # both are said while the data is read, before training: the data module alone warns
+    from sitsformer.data.module import DataModule
+
+    with pytest.warns(DataWarning) as told:
+        DataModule(str(table), split="upstream").read()
+    assert sorted(str(w.message).split(": ")[1][:22] for w in told
+                  if issubclass(w.category, DataWarning)) == [
+        "1 class(es) have no tr", "the test split holds a"]

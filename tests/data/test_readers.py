@@ -156,10 +156,19 @@ def test_geotiff_fixture_cloud_resampling_and_labels(tmp_path, geotiff_stack):
     w = stack.read_window(0, 0, 6, 8)
     np.testing.assert_array_equal(w["pixel_mask"], fx["clear"])
     assert w["sequence"][1, :, 0, 0].tolist() == [0, 0, 0]  # nodata -> 0 and masked
-    ds = open_source(fx["data"], cloud_folder=fx["scl"], labels=fx["labels"], patch_size=3,
-                     class_names={3: "crop", 7: "forest"})
+    with pytest.warns(DataWarning, match=r"excluded 2 pixel\(s\) with no clear date \(pixel "
+                      r"\(row 0, col 0\), pixel \(row 0, col 1\)\)"):
+        ds = open_source(fx["data"], cloud_folder=fx["scl"], labels=fx["labels"], patch_size=3,
+                         class_names={3: "crop", 7: "forest"})
     lab = fx["label_raster"]
     assert ds.classes == ["crop", "forest"] and ds.meta["class_codes"] == [3, 7]
+    assert "class_colors" not in ds.meta  # no colour table: the maps use default colours
+    with rasterio.open(fx["labels"], "r+") as dst:  # a colour table: the maps use it
+        dst.write_colormap(1, {3: (255, 210, 125, 255), 7: (50, 150, 0, 255)})
+    with pytest.warns(DataWarning, match="excluded 2 pixel"):
+        coloured = open_source(fx["data"], cloud_folder=fx["scl"], labels=fx["labels"],
+                               class_names={3: "crop", 7: "forest"})
+    assert coloured.meta["class_colors"] == ["#ffd27d", "#329600"]
     assert ds.meta["exclusions"]["pixels_without_label"]["count"] == int((lab == 0).sum())
     kept = {tuple(rc) for rc in ds.coords}
     assert kept <= {tuple(rc) for rc in np.argwhere(lab > 0)}

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from sitsformer.cli import main
-from sitsformer.data import BandCountError, DataError, LabelError, open_source, read_csv_table
+from sitsformer.data import (BandCountError, DataError, DataWarning, LabelError, open_source,
+                             read_csv_table)
 
 RNG = np.random.default_rng(0)
 N, T, C = 6, 3, 2
@@ -109,9 +110,17 @@ def test_labels_names_codes_with_legend_and_both(tmp_path):
     (tmp_path / "class_map.txt").write_text("value,class,colour\n1,Bare,x\n3,Cereals,y\n"
                                             "7,Legumes,z\n")
     _labelled(tmp_path / "codes.csv", [7, 1, 7, 3])
-    ds = read_csv_table(tmp_path / "codes.csv")
+    with pytest.warns(DataWarning, match=r"class_map.txt: cannot read the colour on line 2 "
+                      r"\(colour 'x' of class 'Bare'\); line 3 .*line 4 .*default colours"):
+        ds = read_csv_table(tmp_path / "codes.csv")
     assert ds.classes == ["Bare", "Cereals", "Legumes"] and ds.labels.tolist() == [2, 0, 2, 1]
-    assert ds.meta["class_codes"] == [1, 3, 7]
+    assert ds.meta["class_codes"] == [1, 3, 7] and "class_colors" not in ds.meta
+    (tmp_path / "class_map.txt").write_text("value,class,colour\n1,Bare,rgb(145, 130, 105)\n"
+                                            "3,Cereals,#ffd27d\n7,Legumes,255,140,0\n")
+    ds = read_csv_table(tmp_path / "codes.csv")  # readable colours: carried to the maps
+    assert ds.meta["class_colors"] == ["#918269", "#ffd27d", "#ff8c00"]
+    (tmp_path / "class_map.txt").write_text("value,class,colour\n1,Bare\n3,Cereals\n"
+                                            "7,Legumes\n")
     _labelled(tmp_path / "codes.csv", [7, 1, 5, 3, 5])
     with pytest.raises(LabelError, match=r"2 row\(s\) have a class code that is not in the "
                        r"legend .*class_map.txt \(codes \[1, 3, 7\]\): codes.csv row 2 \(5\), "

@@ -287,6 +287,10 @@ def test_tiles_combine_into_a_vrt_mosaic(tmp_path, capsys):
         assert (ds.height, ds.width) == (32, 44) and ds.crs.to_epsg() == 32633
         with rasterio.open(tmp_path / "maps" / "west.tif") as w:
             assert ds.transform == w.transform and ds.colormap(1) == w.colormap(1)
+        from sitsformer.data.legend import from_raster
+
+        assert from_raster(mosaic) == from_raster(tmp_path / "maps" / "west.tif")
+        assert json.loads(ds.tags()["class_names"]) == ["a", "b", "c", "d"]
         np.testing.assert_array_equal(ds.read(), np.concatenate([west, east], axis=2))
         assert ds.nodata == 255
     with rasterio.open(tmp_path / "maps" / "mosaic_confidence.vrt") as ds:

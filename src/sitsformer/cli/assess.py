@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from sitsformer.cli._cluster import add_cluster_options, runner_from_args, say
+from sitsformer.data.legend import add_legend_options
 
 
 def run(args: argparse.Namespace) -> int:
@@ -18,7 +19,8 @@ def run(args: argparse.Namespace) -> int:
         with runner_from_args(args) as runner:
             res = assess_map(args.map, args.points, args.output, reference=args.reference,
                              class_names=args.classes, block=args.block, runner=runner,
-                             overwrite=args.overwrite, progress=not args.quiet)
+                             overwrite=args.overwrite, progress=not args.quiet,
+                             legend=args.legend)
     except (FileNotFoundError, FileExistsError, ValueError, OSError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -49,6 +51,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--output", required=True, help="report folder")
     p.add_argument("--reference", default="reference",
                    help="column with the reference label (class index or name; 'reference')")
-    p.add_argument("--classes", nargs="+", metavar="NAME", help="class names, in index order")
+    p.add_argument("--classes", nargs="+", metavar="NAME",
+                   help="class names, in index order (default: the map's legend, else the "
+                   "points' stratum_name column)")
+    add_legend_options(p, png=False)
     add_cluster_options(p)
     p.set_defaults(func=run)

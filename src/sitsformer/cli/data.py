@@ -59,7 +59,7 @@ def summarize(dataset: Any, max_samples: int = 2000) -> dict[str, Any]:
     c, h, w = shape if shape is not None else (len(dataset.bands), 0, 0)
     from sitsformer.data.errors import DataError
     from sitsformer.data.transforms import collect_values
-    from sitsformer.data.values import band_ranges, infer_scale
+    from sitsformer.data.values import guess_scale
 
     from sitsformer.data.module import count_out_of_range, sample_ids
     from sitsformer.data.values import valid_range
@@ -67,8 +67,8 @@ def summarize(dataset: Any, max_samples: int = 2000) -> dict[str, Any]:
     ranges, scale = None, None
     try:
         values = collect_values(dataset, idx)
-        ranges = band_ranges(values, list(dataset.bands))
-        value, kind, reason = infer_scale(ranges, str(dataset.meta.get("source")))
+        value, kind, reason, ranges = guess_scale(values, list(dataset.bands),
+                                                  str(dataset.meta.get("source")))
         scale = {"inferred": value, "reason": reason}
         # the rule training applies (data.scale: auto): observations outside the kind's
         # valid range after the scale are excluded; counted here the same way

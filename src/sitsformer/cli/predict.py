@@ -3,7 +3,8 @@
 Writes the class map (``--output``), ``<map>_confidence.tif`` (highest class probability) and,
 with ``--probabilities``, ``<map>_probabilities.tif``; all with the input's CRS and transform,
 as Cloud-Optimized GeoTIFFs with overviews; the class map has a colour table, class names and
-a QGIS style beside it. Several ``--input`` tiles give one map per tile and a VRT mosaic.
+a QGIS style beside it (the checkpoint's legend, or ``--legend FILE``; ``--png`` adds a
+quick-look PNG). Several ``--input`` tiles give one map per tile and a VRT mosaic.
 Existing outputs are refused unless ``--overwrite``. The input is prepared with the
 checkpoint's input spec and refused before any window runs when it does not fit (bands, time
 axis, length). Windows run in this process, on a local Dask cluster (``--workers N``) or on
@@ -27,6 +28,7 @@ from sitsformer.cli._common import (
     add_reader_options,
     reader_options,
 )
+from sitsformer.data.legend import add_legend_options
 
 
 def _open_runner(args: argparse.Namespace) -> Any:
@@ -67,6 +69,7 @@ def _tile_outputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
 def run(args: argparse.Namespace) -> int:
     from sitsformer.data import InputSpec
     from sitsformer.data.errors import DataError
+    from sitsformer.data.legend import png_path, resolve, write_quicklook
     from sitsformer.inference import build_vrt, companion_paths, open_raster_source, predict_raster
     from sitsformer.parallel.locks import OutputLockedError, output_lock
     from sitsformer.models import load_model
@@ -78,13 +81,23 @@ def run(args: argparse.Namespace) -> int:
         if args.cloud_folder:
             options["cloud_folder"] = args.cloud_folder
         tiles = _tile_outputs(args)
+        if len(tiles) > 1 and args.png not in (None, True):
+            raise UsageError(f"--png {args.png} names one PNG, but there are {len(tiles)} "
+                             "--input tiles: pass --png alone (one quick-look per tile, "
+                             "beside its map)")
         model, ckpt = load_model(args.checkpoint, map_location=args.device or "cpu")
         if "encoder" in ckpt["model_config"]:
             raise ValueError(f"{args.checkpoint} is a pre-training checkpoint (no classifier); "
                              "fine-tune it first with sitsformer finetune")
         spec = InputSpec.from_checkpoint(ckpt)
+        legend = resolve(int(model.config.num_classes), legend_file=args.legend, spec=spec)
         # every tile is opened (and so checked against the checkpoint) before any block runs
         sources = [open_raster_source(i, **options) for i, _ in tiles]
+        pngs_there = [str(q) for _, out in tiles if (q := png_path(args.png, out)) is not None
+                      and q.exists()]
+        if pngs_there and not args.overwrite:
+            raise FileExistsError(f"output exists: {', '.join(pngs_there)} (pass --overwrite "
+                                  "to replace it)")
         if len(tiles) > 1 and not args.overwrite and Path(args.output).exists():
             raise FileExistsError(f"output exists: {args.output} (pass --overwrite to replace it)")
         ctx, threads = _open_runner(args)
@@ -98,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
                     probabilities_dtype=args.probabilities_dtype, progress=not args.quiet,
                     spec=spec, edge_mode=args.edge_mode, overwrite=args.overwrite,
                     runner=runner, torch_threads=threads, cog=not args.no_cog,
-                    device=args.device))
+                    device=args.device, legend=legend, force=args.force))
         if len(tiles) > 1:
             maps = [r.class_map for r in results]
             build_vrt(maps, args.output)
@@ -106,6 +119,12 @@ def run(args: argparse.Namespace) -> int:
             build_vrt([r.confidence for r in results], conf_vrt.with_suffix(".vrt"))
             if args.probabilities:
                 build_vrt([r.probabilities for r in results], prob_vrt.with_suffix(".vrt"))
+        pngs = []
+        for res in results:
+            png = png_path(args.png, res.class_map)
+            if png is not None:
+                pngs.append(write_quicklook(png, res.class_map, legend=legend,
+                                            title=Path(res.class_map).name))
     except (FileNotFoundError, FileExistsError, ValueError, DataError, UsageError,
             OSError, OutputLockedError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -129,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
               "so the map is complete", file=sys.stderr)
     if len(tiles) > 1:
         print(f"mosaic: {args.output}")
+    for png in pngs:
+        print(f"quick-look: {png}")
     return 0
 
 
@@ -153,7 +174,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cloud-folder", help="per-date cloud/SCL rasters (matched by date)")
     p.add_argument("--input-scale", type=float,
                    help="the reader's scale option: the factor the input values are stored "
-                   "with (see sitsformer.data.GeoTiffTimeSeries)")
+                   "with (see sitsformer.data.GeoTiffTimeSeries); an input whose values imply "
+                   "another scale than training is refused without it")
+    p.add_argument("--force", action="store_true",
+                   help="map an input whose value scale clearly differs from training "
+                   "(a warning instead of the refusal)")
     p.add_argument("--window", type=int, default=256, help="window side in pixels (256)")
     p.add_argument("--overlap", type=int, help="halo around each window (default img_size//2)")
     p.add_argument("--batch-size", type=int, default=1024, help="pixels per forward pass")
@@ -169,6 +194,7 @@ def register(subparsers: Any) -> None:
                    help="plain tiled GeoTIFFs instead of Cloud-Optimized ones with overviews")
     p.add_argument("--device", help="e.g. cpu, cuda (default cpu); with cuda on a machine "
                    "with several GPUs a local cluster of one worker per GPU is started")
+    add_legend_options(p)
     add_where_options(p)
     add_quiet(p)
     p.set_defaults(func=run)

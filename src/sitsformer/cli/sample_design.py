@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from sitsformer.cli._cluster import add_cluster_options, runner_from_args, say
+from sitsformer.data.legend import add_legend_options
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
                               user_accuracy=ua, min_per_class=args.min_per_class,
                               n_total=args.n, seed=args.seed, class_names=args.classes,
                               block=args.block, runner=runner, progress=not args.quiet,
-                              overwrite=args.overwrite)
+                              overwrite=args.overwrite, legend=args.legend)
     except (FileNotFoundError, FileExistsError, ValueError, OSError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -50,6 +51,8 @@ def register(subparsers: Any) -> None:
                    help="smallest sample of any class (50)")
     p.add_argument("-n", type=int, help="fixed total sample size instead of --target-se")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    p.add_argument("--classes", nargs="+", metavar="NAME", help="class names, in index order")
+    p.add_argument("--classes", nargs="+", metavar="NAME",
+                   help="class names, in index order (default: the map's legend)")
+    add_legend_options(p, png=False)
     add_cluster_options(p)
     p.set_defaults(func=run)

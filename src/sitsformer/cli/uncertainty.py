@@ -9,10 +9,14 @@ import sys
 from typing import Any
 
 from sitsformer.cli._cluster import add_cluster_options, runner_from_args, say
+from sitsformer.data.legend import add_legend_options
 
 
 def run(args: argparse.Namespace) -> int:
     from sitsformer.data.errors import DataError
+    from pathlib import Path
+
+    from sitsformer.data.legend import png_path
     from sitsformer.maps.uncertainty import uncertainty_raster
 
     try:
@@ -20,7 +24,10 @@ def run(args: argparse.Namespace) -> int:
             res = uncertainty_raster(args.input, args.output, measures=tuple(args.measures),
                                      points=args.points, rank_by=args.rank_by,
                                      block=args.block, runner=runner,
-                                     progress=not args.quiet, overwrite=args.overwrite)
+                                     progress=not args.quiet, overwrite=args.overwrite,
+                                     legend=args.legend, cog=not args.no_cog,
+                                     png=png_path(args.png, Path(args.output)
+                                                  / f"{args.rank_by}.tif"))
     except (FileNotFoundError, FileExistsError, ValueError, OSError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -31,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         say(args, f"{m}: {path}")
     if res.points:
         say(args, f"{res.num_points} most uncertain pixels ({args.rank_by}): {res.points}")
+    if res.png:
+        say(args, f"quick-look: {res.png}")
     return 0
 
 
@@ -50,5 +59,9 @@ def register(subparsers: Any) -> None:
                    help="also write the N most uncertain pixels as candidates.gpkg")
     p.add_argument("--rank-by", choices=MEASURES, default="entropy",
                    help="measure that ranks the candidate points (entropy)")
+    p.add_argument("--no-cog", action="store_true",
+                   help="plain tiled GeoTIFFs instead of Cloud-Optimized ones with overviews")
+    add_legend_options(p, png_default="<output>/<rank-by measure>.png, the ranked measure "
+                       "on a grey ramp")
     add_cluster_options(p)
     p.set_defaults(func=run)

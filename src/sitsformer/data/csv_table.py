@@ -69,17 +69,6 @@ def _csv_files(path: Path) -> list[Path]:
     return files
 
 
-def read_legend(path: str | Path) -> list[tuple[int, str]]:
-    """A legend file: a header line, then ``code,class[,colour]`` lines."""
-    path = Path(path)
-    rows = [line.split(",", 2) for line in path.read_text().splitlines()[1:] if line.strip()]
-    try:
-        return [(int(r[0]), r[1].strip()) for r in rows]
-    except (ValueError, IndexError) as err:
-        raise DataError(f"{path}: expected lines 'code,class[,colour]' after a header line "
-                        f"({err})") from err
-
-
 def _find_legend(folder: Path) -> Path | None:
     """``class_map.txt`` beside the table, in a ``map/`` folder beside it, or in a ``map/``
     folder beside the table's folder (``data/train.csv`` with ``map/class_map.txt``)."""
@@ -486,7 +475,11 @@ def read_csv_table(path: str | Path, *, label_column: str | None = None,
     if label_column is not None or code_column is not None:
         legend_path = Path(legend) if legend is not None else _find_legend(
             path if path.is_dir() else path.parent)
-        lg = read_legend(legend_path) if legend_path is not None else None
+        from sitsformer.data.legend import read_legend_file
+
+        entries = read_legend_file(legend_path, strict=False) if legend_path is not None \
+            else None
+        lg = [(e.code, e.name) for e in entries] if entries is not None else None
         raw_name = None if label_column is None else df[label_column].astype(str).to_numpy()
         raw_code = None
         if code_column is not None:
@@ -503,6 +496,9 @@ def read_csv_table(path: str | Path, *, label_column: str | None = None,
             meta["label_values"] = list(class_values)
         if lg is not None:
             meta["legend"] = str(legend_path)
+            by_name = {e.name: e.color for e in entries or []}
+            if cls and all(by_name.get(c) is not None for c in cls):
+                meta["class_colors"] = ["#{:02x}{:02x}{:02x}".format(*by_name[c]) for c in cls]
     if dates is not None:
         dates_arr = np.array(dates, dtype="datetime64[D]")
     elif inferred_dates is not None:

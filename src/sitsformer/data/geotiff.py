@@ -357,6 +357,21 @@ class GeoTiffTimeSeries:
                 "files": [f.name for f in self.files]}
 
 
+def _label_colors(path: Path, codes: list[int]) -> list[str] | None:
+    """``#rrggbb`` of each code from a label raster's colour table, or None when it has none
+    (or leaves a code out)."""
+    with open_raster(path) as src:
+        if src.count != 1 or src.dtypes[0] not in ("uint8", "uint16"):
+            return None
+        try:
+            table = src.colormap(1)
+        except ValueError:
+            return None
+    if not all(c in table for c in codes):
+        return None
+    return ["#{:02x}{:02x}{:02x}".format(*table[c][:3]) for c in codes]
+
+
 def _read_label_raster(path: Path, stack: GeoTiffTimeSeries) -> tuple[np.ndarray, float | None]:
     with open_raster(path) as src:
         nodata = src.nodata
@@ -511,6 +526,9 @@ def read_geotiff_folder(folder: str | Path, *, labels: str | Path | None = None,
             lab = np.searchsorted(codes_sorted, raw[rows, cols])
             classes = [cmap[c] for c in codes_sorted]
             meta["class_codes"] = codes_sorted
+            colors = _label_colors(labels, codes_sorted)
+            if colors is not None:  # the label raster's colour table: the maps' colours
+                meta["class_colors"] = colors
         else:
             cls, pid, values = _read_label_polygons(labels, stack, label_column, meta)
             rows, cols = np.nonzero(cls >= 0)

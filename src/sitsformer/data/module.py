@@ -35,7 +35,7 @@ from sitsformer.data.splits import (group_split, kfold_split, random_split, spat
                                     stratified_split)
 from sitsformer.data.transforms import MaskOutOfRange, Scale, chunked_values, collect_values, \
     compute_normalization
-from sitsformer.data.values import (band_ranges, check_scale, infer_scale, kind_of_scaled,
+from sitsformer.data.values import (check_scale, guess_scale, kind_of_scaled,
                                     valid_range)
 
 __all__ = ["SPLITS", "DataModule", "PreparedDataset", "content_fingerprints", "label_subset", "read_split_file",
@@ -436,7 +436,9 @@ class DataModule:
 
     def _warn_untrained_classes(self) -> None:
         """Warn, naming them, about the classes without a training sample (seen only in the
-        validation or test split, or nowhere): the model cannot learn them."""
+        validation or test split, or nowhere): the model cannot learn them; and about a
+        validation or test split that holds a single class (its kappa is 0). Both before
+        training, when the data module is read."""
         k = len(self.classes or [])
         labels = np.asarray(self.labels)
         if not k or labels.size == 0:
@@ -448,6 +450,16 @@ class DataModule:
             return np.bincount(y.astype(np.int64), minlength=k)[:k]
 
         per = {name: counts(self.splits.get(name, [])) for name in ("train", "val", "test")}
+        for name in ("val", "test"):  # a split of one class: kappa 0, per-class scores void
+            present = np.flatnonzero(per[name])
+            if k > 1 and len(present) == 1:
+                c = int(present[0])
+                warnings.warn(f"{self.source}: the {name} split holds a single class, "
+                              f"{self.classes[c]!r} ({int(per[name][c])} samples), of the {k} "
+                              f"classes {list(self.classes)}: its kappa will be 0 and the other "
+                              f"classes' scores undefined (split={self.split!r}; a stratified "
+                              "split or more samples of the other classes helps)",
+                              DataWarning, stacklevel=3)
         missing = np.flatnonzero(per["train"] == 0)
         if not len(missing):
             return
@@ -484,7 +496,7 @@ class DataModule:
         raw = collect_values(self.samples, train)
         out: dict[str, Any] = {"scale": self.scale}
         if self.scale == "auto":
-            scale, kind, reason = infer_scale(band_ranges(raw, self.bands), where)
+            scale, kind, reason, _ = guess_scale(raw, self.bands, where)
             out.update(scale=scale, scale_source=reason)
         else:
             scale = self.scale
@@ -537,10 +549,13 @@ class DataModule:
         first = self.samples[int(self.splits["train"][0])]
         seq = np.asarray(first["sequence"])
         codes = (getattr(self.samples, "meta", None) or {}).get("class_codes")
+        colors = (getattr(self.samples, "meta", None) or {}).get("class_colors")
         self.spec = InputSpec(
             bands=self.bands, classes=self.classes if self.labelled else None,
             class_values=codes if self.labelled and codes is not None
-            and len(codes) == len(self.classes) else None, **stats,
+            and len(codes) == len(self.classes) else None,
+            class_colors=colors if self.labelled and colors is not None
+            and len(colors) == len(self.classes) else None, **stats,
             time_axis="t_index" if self.meta["time_axis"] == "t_index" else "dates",
             max_t=None, sample_size=int(seq.shape[-1]) if seq.ndim == 4 else 1)
         self.spec.max_t = self._scan(self.spec)

@@ -38,7 +38,10 @@ def _as_tensor(value: Any, key: str, where: str) -> torch.Tensor:
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "M":  # datetime64 -> int days since epoch
             return torch.from_numpy(value.astype("datetime64[D]").astype(np.int64))
-        return torch.from_numpy(np.ascontiguousarray(value))
+        arr = np.ascontiguousarray(value)
+        if not arr.flags.writeable:  # a read-only memory map: torch needs its own copy
+            arr = arr.copy()
+        return torch.from_numpy(arr)
     try:
         return torch.as_tensor(value)
     except Exception as err:  # noqa: BLE001 - re-raised with context

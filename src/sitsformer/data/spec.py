@@ -5,6 +5,8 @@ says everything later steps need to feed the model the way it was trained:
 
 * ``bands``: band names, in order; ``classes``: class names (index = class) and, where the
   source labels its classes with codes, ``class_values`` (the code of each class);
+  ``class_colors``: ``#rrggbb`` per class when the source's legend gives colours (a
+  ``class_map.txt``); maps take their legend from these (:mod:`sitsformer.data.legend`);
 * ``scale``: the factor values are stored with (``10000`` for reflectance x 10000; None or 1 =
   values are used as stored): models see ``value / scale``;
 * ``mean`` / ``std``: per-band standardisation applied after the scale (train-split statistics);
@@ -56,6 +58,7 @@ class InputSpec:
     scale_source: str | None = None
     median: list[float] | None = None
     valid_range: list[float] | None = None
+    class_colors: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.bands = [str(b) for b in self.bands]
@@ -90,6 +93,9 @@ class InputSpec:
         if self.class_values is not None and (self.classes is None
                                               or len(self.class_values) != len(self.classes)):
             raise ValueError("InputSpec: class_values needs one value per class name")
+        if self.class_colors is not None and (self.classes is None
+                                              or len(self.class_colors) != len(self.classes)):
+            raise ValueError("InputSpec: class_colors needs one colour per class name")
 
     # ------------------------------------------------------------------- plain data
     def to_dict(self) -> dict[str, Any]:
@@ -98,8 +104,8 @@ class InputSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InputSpec:
         """Build from :meth:`to_dict` output (older dicts without the newer keys
-        ``scale_source``, ``median``, ``valid_range`` too); unknown keys are an error naming
-        them."""
+        ``scale_source``, ``median``, ``valid_range``, ``class_colors`` too); unknown keys are
+        an error naming them."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -26,13 +26,14 @@ missing ones and counted in ``meta["exclusions"]["out_of_range_observations"]``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from sitsformer.data.errors import DataError
 
-__all__ = ["KINDS", "band_ranges", "infer_scale", "valid_range", "value_kind"]
+__all__ = ["KINDS", "ScaleGuess", "band_ranges", "guess_scale", "infer_scale", "valid_range",
+           "value_kind"]
 
 KINDS = {
     "index": ("an index in -1..1", 1.0),
@@ -99,6 +100,29 @@ def infer_scale(ranges: dict[str, dict[str, Any]], where: str = "data") -> tuple
     reason = (f"inferred: {'integer ' if integer else ''}values {lo:.4g} .. {hi:.4g} "
               f"(1st..99th percentile) imply {KINDS[kind][0]}")
     return scale, kind, reason
+
+
+class ScaleGuess(NamedTuple):
+    """What values imply: the scale, the kind (a key of :data:`KINDS`), the reason (the
+    percentiles found) and the per-band ranges."""
+
+    scale: float
+    kind: str
+    reason: str
+    ranges: dict[str, dict[str, Any]]
+
+
+def guess_scale(values: np.ndarray, bands: list[str], where: str = "data") -> ScaleGuess:
+    """The scale stored values ``(M, C)`` imply: :func:`band_ranges` then :func:`infer_scale`.
+    The one inference ``data inspect``, training (``data.scale: auto``) and ``predict`` (is
+    the input on the training scale?) apply.
+
+    Raises:
+        DataError: bands imply different scales.
+    """
+    ranges = band_ranges(np.asarray(values, np.float64).reshape(len(values), -1), bands)
+    scale, kind, reason = infer_scale(ranges, where)
+    return ScaleGuess(scale, kind, reason, ranges)
 
 
 def valid_range(kind: str, values: np.ndarray | None = None) -> tuple[float, float] | None:

@@ -3,8 +3,9 @@
 rasterio writes colour tables (``write_colormap``), band descriptions, tags and scale/offset,
 and copies through GDAL's ``COG`` driver (internal tiling + overviews); it has no API for
 GDAL category names or raster attribute tables. So the class map carries its colour table,
-the band description ``class`` and the class names as tags (``class_names``, JSON), and two
-small files beside it carry the legend: ``<map>.tif.aux.xml`` (GDAL's PAM sidecar with the
+the band description ``class`` and the legend as tags (``class_names``, ``class_codes``,
+``class_colors``, JSON; all from :mod:`sitsformer.data.legend`), and two small files beside it
+carry the legend: ``<map>.tif.aux.xml`` (GDAL's PAM sidecar with the
 category names, which GDAL and QGIS read) and ``<map>.qml`` (a QGIS paletted style, which QGIS
 loads automatically when the map is opened).
 
@@ -15,7 +16,6 @@ table and the class names.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,11 +23,20 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
+import rasterio.errors
 import rasterio.shutil
 from rasterio.windows import Window
 
+from sitsformer.data.cog import to_cog
+from sitsformer.data.legend import (
+    Legend,
+    write_class_legend,
+    write_probability_legend,
+    write_sidecars,
+)
+
 __all__ = ["CLASS_NODATA", "CONFIDENCE_NODATA", "PROBABILITY_NODATA_UINT8", "build_vrt",
-           "class_colors", "write_outputs"]
+           "write_outputs"]
 
 CLASS_NODATA = 255
 """Nodata value of a ``uint8`` class map (``65535`` when there are 255 classes or more)."""
@@ -35,19 +44,6 @@ CONFIDENCE_NODATA = -1.0
 """Nodata value of the confidence and probability rasters (probabilities lie in [0, 1])."""
 PROBABILITY_NODATA_UINT8 = 255
 """Nodata of compact (``uint8``, ``round(254 p)``) probabilities."""
-
-
-def class_colors(k: int) -> list[tuple[int, int, int]]:
-    """``k`` distinct RGB colours (matplotlib's tab20, then an HSV wheel)."""
-    import matplotlib
-
-    if k <= 20:
-        cmap = matplotlib.colormaps["tab20" if k > 10 else "tab10"]
-        rgba = [cmap(i) for i in range(k)]
-    else:
-        cmap = matplotlib.colormaps["hsv"]
-        rgba = [cmap(i / k) for i in range(k)]
-    return [tuple(int(round(255 * v)) for v in c[:3]) for c in rgba]  # type: ignore[misc]
 
 
 def _profile(src: Any, dtype: str, count: int, nodata: float) -> dict[str, Any]:
@@ -63,37 +59,27 @@ def _profile(src: Any, dtype: str, count: int, nodata: float) -> dict[str, Any]:
     return profile
 
 
-def _cog_blocksize(h: int, w: int) -> int:
-    side = min(h, w)
-    return 512 if side >= 4096 else 256 if side >= 512 else 128 if side >= 256 else 32
-
-
-def _category_xml(names: Sequence[str]) -> str:
-    return "<CategoryNames>" + "".join(f"<Category>{escape(str(n))}</Category>"
-                                       for n in names) + "</CategoryNames>"
-
-
-def write_qml(path: Path, names: Sequence[str], colors: Sequence[tuple[int, int, int]]) -> None:
-    """A QGIS style file: paletted renderer, one entry (value, colour, label) per class."""
-    entries = "\n".join(
-        f'        <paletteEntry value="{i}" color="#{r:02x}{g:02x}{b:02x}" alpha="255" '
-        f'label="{escape(str(n), {chr(34): "&quot;"})}"/>'
-        for i, (n, (r, g, b)) in enumerate(zip(names, colors)))
-    path.write_text(
-        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
-        '<qgis version="3.28" styleCategories="Symbology">\n  <pipe>\n'
-        '    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1">\n'
-        f"      <colorPalette>\n{entries}\n      </colorPalette>\n"
-        "    </rasterrenderer>\n  </pipe>\n</qgis>\n")
-
-
 def write_outputs(ledger: Any, windows: list[tuple[int, int, int, int]], src: Any,
                   targets: list[Path], cls_dtype: str, cls_nodata: int, k: int,
-                  names: Sequence[str], probabilities: bool, probabilities_dtype: str, *,
+                  legend: Legend, probabilities: bool, probabilities_dtype: str, *,
                   cog: bool = True) -> None:
-    """Assemble the finished blocks of ``ledger`` into the final maps (module doc)."""
-    names = [str(names[i]) if i < len(names) else str(i) for i in range(k)]
-    colors = class_colors(k)
+    """Assemble the finished blocks of ``ledger`` into the final maps (module doc). A source
+    without a transform (an in-memory array) gives maps in pixel coordinates, without
+    rasterio's ``NotGeoreferencedWarning`` on every file written and copied."""
+    import warnings
+
+    with warnings.catch_warnings():
+        if getattr(src, "transform", None) is None:
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        _write_outputs(ledger, windows, src, targets, cls_dtype, cls_nodata, k, legend,
+                       probabilities, probabilities_dtype, cog=cog)
+
+
+def _write_outputs(ledger: Any, windows: list[tuple[int, int, int, int]], src: Any,
+                   targets: list[Path], cls_dtype: str, cls_nodata: int, k: int,
+                   legend: Legend, probabilities: bool, probabilities_dtype: str, *,
+                   cog: bool = True) -> None:
+    legend = legend.resized(k)
     prob_u8 = probabilities_dtype == "uint8"
     specs = [("cls", cls_dtype, 1, cls_nodata, "nearest"),
              ("conf", "float32", 1, CONFIDENCE_NODATA, "average")]
@@ -107,33 +93,17 @@ def write_outputs(ledger: Any, windows: list[tuple[int, int, int, int]], src: An
                 block = ledger.read(i)[key]
                 dst.write(block.astype(dtype).reshape(count, h, w), window=Window(c0, r0, w, h))
             if key == "cls":
-                dst.write_colormap(1, {i: (*c, 255) for i, c in enumerate(colors)})
-                dst.set_band_description(1, "class")
-                dst.update_tags(class_names=json.dumps(names))
-                dst.update_tags(1, **{f"CLASS_{i}": n for i, n in enumerate(names)})
+                write_class_legend(dst, legend)
             elif key == "conf":
                 dst.set_band_description(1, "confidence (highest class probability)")
             else:
-                for b in range(k):
-                    dst.set_band_description(b + 1, f"p({names[b]})")
+                write_probability_legend(dst, legend)
                 if prob_u8:
                     dst.scales = [1.0 / 254.0] * k
                     dst.offsets = [0.0] * k
-        staged = final.with_name(f".{final.name}.partial")
-        if cog:
-            rasterio.shutil.copy(tmp, staged, driver="COG", compress="DEFLATE",
-                                 blocksize=_cog_blocksize(int(src.height), int(src.width)),
-                                 overview_resampling=resampling.upper(), overviews="AUTO")
-        else:
-            os.replace(tmp, staged)
-        os.replace(staged, final)
-        tmp.unlink(missing_ok=True)
+        to_cog(tmp, final, resampling, cog=cog)
         if key == "cls":
-            Path(f"{final}.aux.xml").write_text(
-                '<PAMDataset>\n  <PAMRasterBand band="1">\n    '
-                f"{_category_xml(names)}\n  </PAMRasterBand>\n</PAMDataset>\n")
-            write_qml(final.with_suffix(".qml"), names, colors)
-
+            write_sidecars(final, legend)
 
 _GDAL_TYPES = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
                "int32": "Int32", "float32": "Float32", "float64": "Float64"}
@@ -144,8 +114,8 @@ def build_vrt(paths: Sequence[str | os.PathLike[str]], output: str | os.PathLike
 
     Tiles may overlap; where they do, the later tile wins except at its nodata pixels. Paths
     are written relative to the VRT, so the mosaic and its tiles can move together. The first
-    tile's colour table, band descriptions and class names (``.aux.xml`` category names) are
-    kept.
+    tile's colour table, band descriptions, class names (``.aux.xml`` category names) and
+    legend tags (``class_names``, ``class_codes``, ``class_colors``) are kept.
 
     Raises:
         ValueError: no paths, or a tile differs in CRS, pixel size, rotation, band count or
@@ -162,7 +132,9 @@ def build_vrt(paths: Sequence[str | os.PathLike[str]], output: str | os.PathLike
                           "nodata": ds.nodata, "desc": ds.descriptions,
                           "cmap": ds.colormap(1) if ds.count == 1 and ds.dtypes[0] in (
                               "uint8", "uint16") and _has_colormap(ds) else None,
-                          "scales": ds.scales, "offsets": ds.offsets})
+                          "scales": ds.scales, "offsets": ds.offsets,
+                          "legend_tags": {key: v for key, v in ds.tags().items() if key in (
+                              "class_names", "class_codes", "class_colors")}})
     ref = infos[0]
     for info in infos[1:]:
         for key, label in (("crs", "CRS"), ("count", "band count"), ("dtype", "data type")):
@@ -223,8 +195,13 @@ def build_vrt(paths: Sequence[str | os.PathLike[str]], output: str | os.PathLike
     srs = f"  <SRS>{escape(ref['crs'].to_wkt())}</SRS>\n" if ref["crs"] else ""
     gt = ", ".join(repr(float(v)) for v in (x0, a, 0.0, y0, 0.0, e))
     out.parent.mkdir(parents=True, exist_ok=True)
+    meta = ""
+    if ref["legend_tags"]:  # the legend tags (sitsformer.data.legend) of the first tile
+        meta = "  <Metadata>\n" + "".join(
+            f'    <MDI key="{key}">{escape(v)}</MDI>\n' for key, v in ref["legend_tags"].items()
+        ) + "  </Metadata>\n"
     out.write_text(f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n{srs}'
-                   f"  <GeoTransform>{gt}</GeoTransform>\n" + "\n".join(bands)
+                   f"  <GeoTransform>{gt}</GeoTransform>\n{meta}" + "\n".join(bands)
                    + "\n</VRTDataset>\n")
     return out
 

@@ -101,39 +101,84 @@ def _pad(block: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]], mode:
     return np.pad(block, full, mode="edge" if mode == "edge" else "reflect")
 
 
-def input_medians(src: Any, spec: InputSpec, scaled: bool, side: int = 128) -> np.ndarray:
-    """Per-band medians of the clear pixels of a central ``side x side`` window of ``src``,
-    in the units the model sees (after the input's or the spec's scale)."""
+def input_values(src: Any, side: int = 128) -> np.ndarray:
+    """The clear observations ``(n, C)`` of a central ``side x side`` window of ``src``, as
+    the reader gives them (divided by the reader's ``scale`` when it was given one)."""
     h, w = min(side, int(src.height)), min(side, int(src.width))
     r0, c0 = (int(src.height) - h) // 2, (int(src.width) - w) // 2
     block = src.read_window(r0, c0, h, w)
     x = np.asarray(block["sequence"], np.float32)  # (T, C, h, w)
     clear = np.asarray(block["pixel_mask"], bool)
+    return np.moveaxis(x, 1, -1)[clear]  # (n, C)
+
+
+def input_medians(src: Any, spec: InputSpec, scaled: bool, side: int = 128) -> np.ndarray:
+    """Per-band medians of the clear pixels of a central ``side x side`` window of ``src``,
+    in the units the model sees (after the input's or the spec's scale)."""
+    vals = input_values(src, side)
     if not scaled and spec.scale not in (None, 1.0):
-        x = x / np.float32(spec.scale)
-    vals = np.moveaxis(x, 1, -1)[clear]  # (n, C)
-    return np.median(vals, axis=0) if len(vals) else np.full(x.shape[1], np.nan)
+        vals = vals / np.float32(spec.scale)
+    return np.median(vals, axis=0) if len(vals) else np.full(len(spec.bands), np.nan)
 
 
-def warn_far_statistics(src: Any, spec: InputSpec, scaled: bool, where: str,
-                        side: int = 128) -> list[str]:
-    """Warn (``DataWarning``) when the input's per-band medians are more than 5x from the
-    training medians stored in ``spec``, naming the bands: usually a wrong scale (see
-    ``--input-scale``). Returns the bands named."""
+def check_input_scale(src: Any, spec: InputSpec, scaled: bool, where: str, *,
+                      side: int = 128, force: bool = False) -> list[str]:
+    """Refuse an input whose value scale clearly differs from training; warn on a milder
+    mismatch. Returns the bands whose medians are far from training.
+
+    "Clearly" means both: the input's per-band medians (in model units) are more than 5x from
+    the training medians stored in ``spec``, and the scale the input's own values imply
+    (:func:`sitsformer.data.values.guess_scale`, the inference ``data inspect`` prints) is not
+    the training scale. Such a map would be all one class. ``scaled`` (the reader was given
+    a scale: ``--input-scale``) or ``force`` turn the refusal into a ``DataWarning``; far
+    medians alone are always only a warning. Nothing is checked for older checkpoints
+    without training medians.
+
+    Raises:
+        sitsformer.data.InputMismatchError: the clear case, naming the input, what training
+            expected and what was found, and the two options.
+    """
     import warnings
 
-    from sitsformer.data.errors import DataWarning
+    from sitsformer.data.errors import DataError, DataWarning, InputMismatchError
+    from sitsformer.data.values import guess_scale
 
     if spec.median is None:  # older checkpoints: nothing to compare with
         return []
-    far = spec.far_medians(input_medians(src, spec, scaled, side))
-    if far:
-        detail = ", ".join(f"{b} (training {ref:.4g}, input {got:.4g})" for b, ref, got in far)
-        warnings.warn(f"{where}: the input's per-band medians are more than 5x from the training "
-                      f"statistics for {detail}; check the input's scale (--input-scale: the "
-                      f"factor the input values are stored with; the model was trained with "
-                      f"scale {spec.scale})", DataWarning, stacklevel=3)
+    raw = input_values(src, side)
+    model_units = raw / np.float32(spec.scale) if not scaled and spec.scale not in (
+        None, 1.0) else raw
+    medians = (np.median(model_units, axis=0) if len(model_units)
+               else np.full(len(spec.bands), np.nan))
+    far = spec.far_medians(medians)
+    if not far:
+        return []
+    detail = ", ".join(f"{b} (training {ref:.4g}, input {got:.4g})" for b, ref, got in far)
+    trained = float(spec.scale or 1.0)
+    found = None
+    if not scaled and len(raw):
+        try:
+            guess = guess_scale(raw, list(spec.bands), where)
+        except DataError:
+            guess = None
+        if guess is not None and guess.kind != "unknown" and guess.scale != trained:
+            found = guess
+    if found is not None and not force:
+        raise InputMismatchError(
+            f"{where}: the input's values are not on the training scale: expected values "
+            f"stored with scale {trained:g} (training: {spec.scale_source or 'given'}), found "
+            f"{found.reason}, i.e. scale {found.scale:g}; the model would see per-band medians "
+            f"far from training for {detail} and map everything as one class. Pass "
+            f"--input-scale {found.scale:g} (the factor the input values are stored with) if "
+            "that is what they are, or --force to map them as they are")
+    hint = (f" (its values imply scale {found.scale:g}: {found.reason}; mapped anyway, "
+            "--force)" if found is not None else "")
+    warnings.warn(f"{where}: the input's per-band medians are more than 5x from the training "
+                  f"statistics for {detail}{hint}; check the input's scale (--input-scale: the "
+                  f"factor the input values are stored with; the model was trained with "
+                  f"scale {spec.scale})", DataWarning, stacklevel=3)
     return [b for b, _, _ in far]
+
 
 
 def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str], *,
@@ -143,7 +188,8 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
                    device: str | torch.device | None = None, overwrite: bool = False,
                    class_names: list[str] | None = None, runner: Any = None,
                    probabilities_dtype: str = "float32", cog: bool = True,
-                   torch_threads: int | None = None) -> PredictionResult:
+                   torch_threads: int | None = None, legend: Any = None,
+                   force: bool = False) -> PredictionResult:
     """Classify every pixel of a raster time series and write GeoTIFF maps.
 
     Writes ``output`` (class index per pixel, ``uint8``, nodata :data:`CLASS_NODATA`, with a
@@ -183,6 +229,10 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
         probabilities_dtype: ``"float32"`` or ``"uint8"`` (compact, see above).
         cog: write Cloud-Optimized GeoTIFFs with overviews.
         torch_threads: intra-op threads of each cluster worker (default: torch's own).
+        legend: a :class:`sitsformer.data.legend.Legend` for the class map (default: from
+            ``class_names`` / ``spec``: the training data's names, codes and colours).
+        force: map an input whose value scale clearly differs from training (only a
+            warning then; see :func:`check_input_scale`).
 
     Returns:
         A :class:`PredictionResult` (paths, pixel counts, class counts, seconds).
@@ -190,7 +240,8 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
     Raises:
         FileExistsError: an output exists and ``overwrite`` is False, or unfinished parts of
             a run with other settings are there.
-        sitsformer.data.InputMismatchError: bands, dates or length do not match.
+        sitsformer.data.InputMismatchError: bands, dates or length do not match, or the
+            input's value scale clearly differs from training (unless ``force``).
         ValueError: invalid window, overlap, precision or edge mode.
     """
     cfg = model.config  # type: ignore[attr-defined]
@@ -212,7 +263,8 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
         raise ValueError(f"map inference needs an odd img_size (a centred neighbourhood), "
                          f"the model has img_size={p}")
     src = open_raster_source(source)
-    where = str(source) if isinstance(source, (str, os.PathLike)) else type(src).__name__
+    where = str(source) if isinstance(source, (str, os.PathLike)) else str(
+        getattr(src, "folder", None) or getattr(src, "path", None) or type(src).__name__)
     dates = None if getattr(src, "dates", None) is None else np.asarray(src.dates)
     num_dates = len(dates) if dates is not None else int(
         src.read_window(0, 0, 1, 1)["sequence"].shape[0])
@@ -241,14 +293,19 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
     out.parent.mkdir(parents=True, exist_ok=True)
 
     scaled = getattr(src, "scale", None) is not None  # the reader already divided by it
-    warn_far_statistics(src, spec, scaled, where, side=min(win_h, win_w, 128))
+    check_input_scale(src, spec, scaled, where, side=min(win_h, win_w, 128), force=force)
 
     k = int(cfg.num_classes)
     cls_dtype, cls_nodata = ("uint8", CLASS_NODATA) if k < 255 else ("uint16", 65535)
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     if precision == "fp16" and dev.type != "cuda":
         raise ValueError("precision='fp16' needs a CUDA device; use 'bf16' on CPU")
-    names = class_names or spec.classes or [str(i) for i in range(k)]
+    if legend is None:
+        from sitsformer.data.legend import resolve
+
+        legend = resolve(k, class_names=class_names, spec=spec)
+    legend = legend.resized(k)
+    names = list(legend.names)
 
     h_all, w_all = int(src.height), int(src.width)
     windows = [(r, c, min(win_h, h_all - r), min(win_w, w_all - c))
@@ -285,7 +342,7 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
         for j, stats in runner.iter_blocks(tasks, progress=progress, desc="predict"):
             ledger.add(todo[j], stats)
     seconds_blocks = time.perf_counter() - start
-    write_outputs(ledger, windows, src, targets, cls_dtype, cls_nodata, k, names,
+    write_outputs(ledger, windows, src, targets, cls_dtype, cls_nodata, k, legend,
                   probabilities, probabilities_dtype, cog=cog)
     ledger.remove()
     seconds = time.perf_counter() - start

@@ -157,8 +157,8 @@ def _labels(values: Any, names: Sequence[str], column: str, path: Path,
 def assess_map(class_map: str | os.PathLike[str], points: str | os.PathLike[str],
                output: str | os.PathLike[str], *, reference: str = "reference",
                class_names: Sequence[str] | None = None, z: float = Z95, block: int = 512,
-               runner: Any = None, overwrite: bool = False, progress: bool = True
-               ) -> dict[str, Any]:
+               runner: Any = None, overwrite: bool = False, progress: bool = True,
+               legend: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Assess a class map with labelled points from a stratified design drawn on that map.
 
     Reads the map class under every point, counts mapped pixels per class block by block and
@@ -169,8 +169,12 @@ def assess_map(class_map: str | os.PathLike[str], points: str | os.PathLike[str]
         class_map: the class map the sample was drawn from (its classes are the strata).
         points: point file with a reference label column (class index or class name).
         reference: name of that column.
-        class_names: names of the classes (default: the design's ``stratum_name`` column if
-            present, else ``"0".."K-1"``).
+        class_names: names of the classes (default: the map's legend as ``predict`` and
+            ``smooth`` write it, else the design's ``stratum_name`` column, else
+            ``"0".."K-1"``).
+        legend: a legend file setting names and colours (:mod:`sitsformer.data.legend`); the
+            report carries the legend (``legend`` in the JSON, a legend table in the Markdown,
+            the class colours in the plot).
 
     Raises:
         DataError: a missing column, a bad label, a reference class beyond the map's classes
@@ -217,11 +221,20 @@ def assess_map(class_map: str | os.PathLike[str], points: str | os.PathLike[str]
             mapped[inside] = vals
         nodata = ds.nodata
     on_nodata = inside & (mapped == nodata) if nodata is not None else np.zeros_like(inside)
-    names = list(class_names) if class_names else None
+    from sitsformer.data.legend import build, from_raster, resolve
+
+    map_legend = from_raster(class_map)
+    lg = None
+    if class_names or legend is not None or map_legend is not None:
+        k0 = max(len(totals), len(class_names or []), len(map_legend or []))
+        lg = resolve(k0, legend_file=legend, class_names=class_names, raster=class_map)
+        names: list[str] | None = list(lg.names)
+    else:
+        names = None
     if names is None and "stratum_name" in table.columns and "stratum" in table.columns:
         pairs = dict(zip(table["stratum"].astype(int), table["stratum_name"].astype(str)))
-        if set(pairs) >= set(range(len(totals))):
-            names = [pairs.get(i, str(i)) for i in range(max(pairs) + 1)]
+        if pairs:
+            names = [pairs.get(i, str(i)) for i in range(max(max(pairs) + 1, len(totals)))]
     ref = _labels(table[reference].tolist(), names or [], reference, pts_path, ids)
     n_classes = max(len(totals), len(names or []))
     foreign = np.flatnonzero(ref >= n_classes)
@@ -237,6 +250,7 @@ def assess_map(class_map: str | os.PathLike[str], points: str | os.PathLike[str]
     k = max(len(totals), int(ref.max()) + 1 if len(ref) else 0,
             int(mapped[inside & ~on_nodata].max()) + 1 if (inside & ~on_nodata).any() else 0)
     names = (names or [])[:k] + [str(i) for i in range(len(names or []), k)]
+    final = lg.resized(k) if lg is not None else build(k, names)
     if "stratum" in table.columns:
         st = table["stratum"].to_numpy()
         bad = np.flatnonzero(inside & ~on_nodata & (st != mapped))
@@ -254,6 +268,7 @@ def assess_map(class_map: str | os.PathLike[str], points: str | os.PathLike[str]
     pixel_area, unit = _area_unit(src.crs, src.transform)
     res = stratified_estimates(counts, pix, z=z, classes=names, pixel_area=pixel_area,
                                area_unit=unit)
+    res["legend"] = final.to_dict()
     res["inputs"] = {"map": str(class_map), "points": str(pts_path), "reference": reference}
     res["points"] = {"total": len(table), "used": int(use.sum()),
                      "no_reference_label": int((inside & ~on_nodata & (ref < 0)).sum()),
@@ -315,6 +330,12 @@ def markdown(res: dict[str, Any]) -> str:
                      f"{_fmt(pa['estimate'])} +- {_fmt(pa['ci'])} | {u['n']} |")
     key, key_ci, mkey = (("area", "area_ci", "mapped_area") if "pixel_area" in res
                          else ("pixels", "pixels_ci", "mapped_pixels"))
+    if res.get("legend"):
+        lg = res["legend"]
+        lines += ["", "## Legend", "", "| value | class | code | colour |", "|---|---|---|---|"]
+        for i, name in enumerate(lg["names"]):
+            code = lg["codes"][i] if lg.get("codes") else ""
+            lines.append(f"| {i} | {name} | {code} | {lg['colors'][i]} |")
     lines += ["", f"## Area estimates ({unit})", "",
               "| class | mapped | estimated | 95 % interval | share of area |",
               "|---|---|---|---|---|"]
@@ -349,8 +370,10 @@ def plot(res: dict[str, Any], path: Path) -> None:
     ax0.set_title(f"area proportions; OA {res['overall_accuracy']['estimate']:.3f}")
     fig.colorbar(im, ax=ax0, shrink=0.8)
     x = np.arange(len(names))
-    ax1.bar(x - 0.2, [a[mkey] for a in res["area"]], 0.4, label="mapped")
-    ax1.bar(x + 0.2, [a[key] for a in res["area"]], 0.4,
+    colors = (res.get("legend") or {}).get("colors") or None
+    ax1.bar(x - 0.2, [a[mkey] for a in res["area"]], 0.4, label="mapped", color=colors,
+            alpha=0.45, edgecolor="black")
+    ax1.bar(x + 0.2, [a[key] for a in res["area"]], 0.4, color=colors, edgecolor="black",
             yerr=[a[key_ci] if a[key_ci] == a[key_ci] else 0 for a in res["area"]],
             capsize=4, label=f"estimated (+- {res['z']} SE)")
     ax1.set_xticks(x, names, rotation=45, ha="right")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,13 @@ def write_points(path: str | os.PathLike[str], table: pd.DataFrame, transform: A
         tmp.unlink()
     wkt = rasterio.crs.CRS.from_user_input(crs).to_wkt() if crs is not None else None
     try:
-        pyogrio.raw.write(str(tmp), geoms, data, fields, field_mask=masks, layer=layer,
-                          driver="GPKG", geometry_type="Point", crs=wkt)
+        with warnings.catch_warnings():
+            # without a CRS pyogrio warns too; the map commands already said so, naming the
+            # raster (maps.raster.warn_no_crs), so its generic line is left out
+            warnings.filterwarnings("ignore", message="'crs' was not provided",
+                                    category=UserWarning)
+            pyogrio.raw.write(str(tmp), geoms, data, fields, field_mask=masks, layer=layer,
+                              driver="GPKG", geometry_type="Point", crs=wkt)
         os.replace(tmp, out)
     finally:
         if tmp.exists():

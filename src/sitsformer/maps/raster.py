@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,16 +119,24 @@ class BlockWriter:
 
     ``with BlockWriter({"probs": (path, profile), ...}) as w: w.write("probs", arr, r0, c0)``;
     on a clean exit every file is renamed to its final name, on an error the partial files are
-    removed.
+    removed. ``prepare`` maps a key to a function called with the open dataset before any
+    block (a legend: :func:`sitsformer.data.legend.write_class_legend`); ``cog`` maps a key to
+    its overview resampling: that file is finished as a Cloud-Optimized GeoTIFF
+    (:func:`sitsformer.data.cog.to_cog`, as ``predict`` writes its maps).
     """
 
     def __init__(self, targets: dict[str, tuple[str | os.PathLike[str], dict[str, Any]]],
                  descriptions: dict[str, Sequence[str]] | None = None,
-                 tags: dict[str, dict[str, str]] | None = None) -> None:
+                 tags: dict[str, dict[str, str]] | None = None, *,
+                 prepare: dict[str, Callable[[Any], None]] | None = None,
+                 cog: dict[str, str] | None = None) -> None:
         self.targets = {k: (Path(p), prof) for k, (p, prof) in targets.items()}
         self.descriptions = descriptions or {}
         self.tags = tags or {}
-        self._tmp = {k: p.with_name(f".{p.name}.partial") for k, (p, _) in self.targets.items()}
+        self.prepare = prepare or {}
+        self.cog = cog or {}
+        self._tmp = {k: p.with_name(f".{p.name}.blocks.partial")
+                     for k, (p, _) in self.targets.items()}
         self._stack = contextlib.ExitStack()
         self._ds: dict[str, Any] = {}
 
@@ -142,6 +150,8 @@ class BlockWriter:
                 ds.set_band_description(i, str(d))
             if self.tags.get(k):
                 ds.update_tags(**self.tags[k])
+            if k in self.prepare:
+                self.prepare[k](ds)
             self._ds[k] = ds
         return self
 
@@ -154,11 +164,16 @@ class BlockWriter:
                  window=Window(col_off, row_off, block.shape[2], block.shape[1]))
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        from sitsformer.data.cog import to_cog
+
         try:
             self._stack.close()
             if exc_type is None:
                 for k, (path, _) in self.targets.items():
-                    os.replace(self._tmp[k], path)
+                    if k in self.cog:
+                        to_cog(self._tmp[k], path, self.cog[k])
+                    else:
+                        os.replace(self._tmp[k], path)
         finally:
             for t in self._tmp.values():
                 if t.exists():

@@ -145,6 +145,7 @@ class SampleDesign:
     seed: int
     pixel_area: float  # in CRS units squared
     crs: str | None
+    legend: dict[str, Any] | None = None  # names, codes, colours (sitsformer.data.legend)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -201,11 +202,13 @@ def sample_design(class_map: str | os.PathLike[str], output: str | os.PathLike[s
                   min_per_class: int = 50, n_total: int | None = None, seed: int = 0,
                   class_names: Sequence[str] | None = None, block: int = 512,
                   runner: BlockRunner | None = None, progress: bool = True,
-                  overwrite: bool = False) -> SampleDesign:
+                  overwrite: bool = False, legend: str | os.PathLike[str] | None = None
+                  ) -> SampleDesign:
     """Draw a stratified random sample from a class map and write it.
 
     Writes ``output`` (GeoPackage, layer ``points``: ``point_id``, ``stratum`` (class index),
-    ``stratum_name``, ``row``, ``col``, ``x``, ``y`` and an empty ``reference`` column for the
+    ``stratum_name``, ``stratum_code`` (the training data's code, when it had codes),
+    ``stratum_color``, ``row``, ``col``, ``x``, ``y`` and an empty ``reference`` column for the
     interpreter's label; points at pixel centres in the map's CRS) and ``<stem>_design.json``
     (the design: strata sizes, weights, expected accuracies, allocation, standard errors).
 
@@ -217,6 +220,9 @@ def sample_design(class_map: str | os.PathLike[str], output: str | os.PathLike[s
         min_per_class: smallest sample of any class (Olofsson et al. suggest 50-100).
         n_total: a fixed total instead of the one computed for ``target_se``.
         seed: random seed; the same seed gives the same points.
+        class_names: names of the classes (default: the map's legend, as ``predict`` and
+            ``smooth`` write it).
+        legend: a legend file setting names and colours (:mod:`sitsformer.data.legend`).
 
     Raises:
         ValueError: bad parameters (named); FileExistsError: outputs exist.
@@ -244,9 +250,10 @@ def sample_design(class_map: str | os.PathLike[str], output: str | os.PathLike[s
                          f"{class_map}), got {len(ua)}")
     if np.any((ua <= 0) | (ua >= 1)):
         raise ValueError(f"expected user's accuracies must be in (0, 1), got {ua.tolist()}")
-    names = list(class_names) if class_names else [str(i) for i in range(k)]
-    if len(names) < k:
-        raise ValueError(f"{len(names)} class names for {k} classes in {class_map}")
+    from sitsformer.data.legend import resolve
+
+    lg = resolve(k, legend_file=legend, class_names=class_names, raster=class_map)
+    names = list(lg.names)
     N = int(totals.sum())
     w = totals / N
     n_formula = sample_size(w, ua, target_se, N)
@@ -287,6 +294,9 @@ def sample_design(class_map: str | os.PathLike[str], output: str | os.PathLike[s
 
     table = pd.DataFrame({"point_id": np.arange(1, len(pts) + 1), "stratum": pts[:, 2],
                           "stratum_name": [names[c] for c in pts[:, 2]],
+                          **({"stratum_code": [lg.codes[c] for c in pts[:, 2]]}
+                             if lg.codes is not None else {}),
+                          "stratum_color": [lg.hex(c) for c in pts[:, 2]],
                           "row": pts[:, 0], "col": pts[:, 1],
                           "reference": pd.array([None] * len(pts), dtype="Int64")})
     write_points(out, table, src.transform, src.crs, overwrite=overwrite, layer="points")
@@ -297,7 +307,7 @@ def sample_design(class_map: str | os.PathLike[str], output: str | os.PathLike[s
         allocation=alloc.tolist(), n_formula=n_formula, n_total=int(alloc.sum()),
         target_se=target_se, expected_se=expected_oa_se(w, ua, alloc),
         min_per_class=min_per_class, seed=seed, pixel_area=pixel_area,
-        crs=src.crs.to_string() if src.crs else None)
+        crs=src.crs.to_string() if src.crs else None, legend=lg.to_dict())
     tmp = design_path.with_name(f".{design_path.name}.partial")
     tmp.write_text(json.dumps(design.to_dict(), indent=2))
     os.replace(tmp, design_path)

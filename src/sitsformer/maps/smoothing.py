@@ -30,7 +30,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,8 @@ class SmoothResult:
     class_counts: list[int]
     seconds: float
     runner: str
+    class_names: list[str] = field(default_factory=list)
+    png: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -174,8 +176,17 @@ def smooth_raster(probabilities: str | os.PathLike[str], output: str | os.PathLi
                   window: int = 9, smoothness: float | Sequence[float] = 20.0,
                   neigh_fraction: float = 0.5, block: int = 512,
                   runner: BlockRunner | None = None, progress: bool = True,
-                  overwrite: bool = False) -> SmoothResult:
+                  overwrite: bool = False, legend: str | os.PathLike[str] | None = None,
+                  png: str | os.PathLike[str] | None = None, cog: bool = True
+                  ) -> SmoothResult:
     """Smooth a probability GeoTIFF and write the smoothed probabilities and class map.
+
+    The outputs keep the input's legend (class names, codes and colours: the tags and band
+    descriptions ``predict`` writes) or take ``legend`` (a legend file,
+    :mod:`sitsformer.data.legend`): the class map gets the colour table, class names, a
+    ``.aux.xml`` and a QGIS ``.qml`` style as ``predict``'s, and both rasters are
+    Cloud-Optimized GeoTIFFs (``cog=False``: plain tiled GeoTIFFs). ``png``: also a
+    quick-look PNG of the class map with its legend.
 
     Args:
         probabilities: ``<map>_probabilities.tif`` from ``sitsformer predict --probabilities``
@@ -188,20 +199,31 @@ def smooth_raster(probabilities: str | os.PathLike[str], output: str | os.PathLi
         runner: where blocks run (:func:`sitsformer.maps.dask_cluster`); default in-process.
         progress: tqdm bar over blocks.
         overwrite: replace existing outputs.
+        legend: a legend file (names and colours; default: the input's legend).
+        png: quick-look PNG of the class map to write (None: none).
+        cog: Cloud-Optimized GeoTIFFs (False: plain tiled GeoTIFFs).
 
     Raises:
         FileNotFoundError, FileExistsError, ValueError, sitsformer.data.DataError.
     """
+    from sitsformer.data.legend import (
+        resolve,
+        write_class_legend,
+        write_probability_legend,
+        write_quicklook,
+        write_sidecars,
+    )
     from sitsformer.parallel.cluster import BlockRunner as _Runner
 
     runner = runner or _Runner()
     prob_path, cls_path = smoothed_paths(output)
-    check_outputs([prob_path, cls_path], overwrite)
+    check_outputs([prob_path, cls_path, *([png] if png else [])], overwrite)
     arr, src, nodata = open_probabilities(probabilities, block)
     warn_no_crs(src, "the smoothed rasters will have none either (the window is in pixels)")
     k = src.shape[0]
     if k >= 255:
         raise ValueError(f"{src.path}: {k} classes do not fit a uint8 class map")
+    lg = resolve(k, legend_file=legend, raster=probabilities)
     smoothed = bayes_smooth(arr, window=window, smoothness=smoothness,
                             neigh_fraction=neigh_fraction, nodata=nodata)
     before = da.argmax(arr, axis=0).astype(np.uint8)
@@ -215,10 +237,12 @@ def smooth_raster(probabilities: str | os.PathLike[str], output: str | os.PathLi
     start = time.perf_counter()
     targets = {"probs": (prob_path, output_profile(src, k, "float32", nodata, block)),
                "class": (cls_path, output_profile(src, 1, "uint8", CLASS_NODATA, block))}
-    desc = {"probs": src.descriptions if all(src.descriptions) else []}
     tags = {"probs": {"smoothing": f"bayes window={window} smoothness={smoothness} "
                                    f"neigh_fraction={neigh_fraction}", "source": str(src.path)}}
-    with BlockWriter(targets, desc, tags) as writer:
+    prepare = {"probs": lambda ds: write_probability_legend(ds, lg),
+               "class": lambda ds: write_class_legend(ds, lg)}
+    with BlockWriter(targets, None, tags, prepare=prepare,
+                     cog={"probs": "average", "class": "nearest"} if cog else None) as writer:
         for i, (prob, cls, cnt, nod, chg) in runner.iter_blocks(tasks, progress=progress,
                                                                  desc="smooth"):
             _, r0, c0 = places[i]
@@ -227,9 +251,13 @@ def smooth_raster(probabilities: str | os.PathLike[str], output: str | os.PathLi
             counts += cnt
             n_nodata += nod
             changed += chg
+    write_sidecars(cls_path, lg)
+    if png:
+        write_quicklook(png, cls_path, legend=lg, title=f"{cls_path.name} (smoothed)")
     return SmoothResult(str(prob_path), str(cls_path), src.shape[1], src.shape[2], k,
                         int(n_nodata), int(changed), counts.tolist(),
-                        time.perf_counter() - start, runner.description)
+                        time.perf_counter() - start, runner.description, list(lg.names),
+                        str(png) if png else None)
 
 
 def _finish(prob: np.ndarray, before: np.ndarray, nodata: float

@@ -79,6 +79,7 @@ class UncertaintyResult:
     mean: dict[str, float] = field(default_factory=dict)  # over valid pixels
     seconds: float = 0.0
     runner: str = "in-process"
+    png: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,12 +107,17 @@ def uncertainty_raster(probabilities: str | os.PathLike[str], output: str | os.P
                        *, measures: tuple[str, ...] = MEASURES, points: int = 0,
                        rank_by: str = "entropy", block: int = 512,
                        runner: BlockRunner | None = None, progress: bool = True,
-                       overwrite: bool = False) -> UncertaintyResult:
+                       overwrite: bool = False, legend: str | os.PathLike[str] | None = None,
+                       png: str | os.PathLike[str] | None = None, cog: bool = True
+                       ) -> UncertaintyResult:
     """Write one GeoTIFF per measure into the folder ``output`` (``entropy.tif``,
     ``margin.tif``, ``least_confidence.tif``; float32, nodata -1, the input's grid) and, with
     ``points > 0``, ``candidates.gpkg``: the ``points`` most uncertain pixels by ``rank_by``
     (columns ``rank``, ``row``, ``col``, ``predicted``, ``confidence``, the measures,
-    ``label`` left empty for the interpreter; geometry = pixel centre in the raster's CRS).
+    ``label`` left empty for the interpreter; geometry = pixel centre in the raster's CRS;
+    ``predicted_name`` and ``predicted_color`` from the input's legend or the ``legend`` file,
+    :mod:`sitsformer.data.legend`). The rasters are Cloud-Optimized GeoTIFFs (``cog=False``:
+    plain tiled ones); ``png``: a quick-look of the ``rank_by`` raster.
 
     Raises:
         ValueError: unknown measure; FileExistsError: outputs exist without ``overwrite``.
@@ -124,7 +130,12 @@ def uncertainty_raster(probabilities: str | os.PathLike[str], output: str | os.P
     out = Path(output)
     rasters = {m: out / f"{m}.tif" for m in measures}
     pts_path = out / "candidates.gpkg" if points else None
-    check_outputs([*rasters.values(), *([pts_path] if pts_path else [])], overwrite)
+    if png and rank_by not in measures:
+        raise ValueError(f"--png: the quick-look shows the --rank-by measure {rank_by!r}, "
+                         f"which is not among the --measures written {list(measures)}; add it "
+                         f"to --measures or pass --rank-by {measures[0]}")
+    check_outputs([*rasters.values(), *([pts_path] if pts_path else []),
+                   *([png] if png else [])], overwrite)
     runner = runner or BlockRunner()
     arr, src, nodata = open_probabilities(probabilities, block)
     warn_no_crs(src, "the uncertainty rasters and candidate points will have none either")
@@ -139,7 +150,11 @@ def uncertainty_raster(probabilities: str | os.PathLike[str], output: str | os.P
     n_nodata = 0
     cands = []
     start = time.perf_counter()
-    with BlockWriter(targets, {m: [m] for m in measures}) as writer:
+    from sitsformer.data.legend import resolve, write_quicklook
+
+    lg = resolve(src.shape[0], legend_file=legend, raster=probabilities)
+    with BlockWriter(targets, {m: [m] for m in measures},
+                     cog={m: "average" for m in measures} if cog else None) as writer:
         for i, (u, s, nod, cand) in runner.iter_blocks(tasks, progress=progress,
                                                        desc="uncertainty"):
             _, r0, c0 = places[i]
@@ -155,16 +170,19 @@ def uncertainty_raster(probabilities: str | os.PathLike[str], output: str | os.P
     if pts_path is not None:
         allc = np.concatenate(cands) if cands else np.zeros((0, 5 + len(MEASURES)))
         order = np.lexsort((allc[:, 1], allc[:, 0], -allc[:, 4]))[:points]
-        n_pts = _write_points(pts_path, allc[order], src, rank_by, overwrite)
+        n_pts = _write_points(pts_path, allc[order], src, rank_by, overwrite, lg)
+    if png:
+        write_quicklook(png, rasters[rank_by], title=f"{rank_by} (0 certain .. 1 uncertain)")
     return UncertaintyResult({m: str(p) for m, p in rasters.items()},
                              str(pts_path) if pts_path else None, n_pts, h, w, n_nodata,
                              {m: sums[m] / n_valid if n_valid else float("nan")
                               for m in MEASURES},
-                             time.perf_counter() - start, runner.description)
+                             time.perf_counter() - start, runner.description,
+                             str(png) if png else None)
 
 
 def _write_points(path: Path, cand: np.ndarray, src: RasterArray, rank_by: str,
-                  overwrite: bool) -> int:
+                  overwrite: bool, legend: Any) -> int:
     import pandas as pd
 
     from sitsformer.maps.points import write_points
@@ -172,6 +190,8 @@ def _write_points(path: Path, cand: np.ndarray, src: RasterArray, rank_by: str,
     rows, cols = cand[:, 0].astype(np.int64), cand[:, 1].astype(np.int64)
     table = pd.DataFrame({"rank": np.arange(1, len(cand) + 1), "row": rows, "col": cols,
                           "predicted": cand[:, 2].astype(np.int64),
+                          "predicted_name": [legend.names[int(c)] for c in cand[:, 2]],
+                          "predicted_color": [legend.hex(int(c)) for c in cand[:, 2]],
                           "confidence": cand[:, 3], "score": cand[:, 4],
                           **{m: cand[:, 5 + j] for j, m in enumerate(MEASURES)},
                           "label": pd.array([None] * len(cand), dtype="Int64")})
