@@ -173,11 +173,21 @@ def test_smoothed_map_without_colour_table_takes_the_class_maps_legend(study, tm
     from sitsformer.report import build_report, find_inputs
     from sitsformer.report.layers import read_class_layer
 
+    # smooth writes the legend (colour table, names); a class raster from elsewhere may not:
+    # a copy of the smoothed map without colour table or tags takes the class map's legend
+    bare = tmp_path / "bare_class.tif"
     with rasterio.open(study / "smooth_class.tif") as ds:
+        assert ds.colormap(1)  # smooth keeps the legend
+        profile = {k: ds.profile[k] for k in ("driver", "height", "width", "count", "dtype",
+                                              "crs", "transform", "nodata")}
+        data = ds.read()
+    with rasterio.open(bare, "w", **profile) as out:
+        out.write(data)
+    with rasterio.open(bare) as ds:
         with pytest.raises(ValueError):
-            ds.colormap(1)  # smooth writes no colour table
+            ds.colormap(1)
     main_layer = read_class_layer(study / "map.tif")
-    smooth = read_class_layer(study / "smooth_class.tif", fallback={
+    smooth = read_class_layer(bare, fallback={
         "names": main_layer.names, "colors": main_layer.colors, "source": "map.tif"})
     assert (smooth.names, smooth.colors) == (main_layer.names, main_layer.colors)
     assert smooth.legend_source == "names: map.tif; colours: map.tif"
@@ -253,7 +263,7 @@ def test_benchmark_table_is_the_benchmarks_summary(study, shared_data, tmp_path,
 
 def test_a_bare_map_takes_the_runs_classes_and_probabilities_give_the_confidence(study,
                                                                                   tmp_path):
-    from sitsformer.inference.outputs import class_colors
+    from sitsformer.data.legend import default_colors
 
     with rasterio.open(study / "map.tif") as ds:
         data, prof = ds.read(), ds.profile
@@ -268,7 +278,8 @@ def test_a_bare_map_takes_the_runs_classes_and_probabilities_give_the_confidence
     dom = Dom(out.read_text())
     legend = dom.find("li", inside="legend")
     assert [li["text"] for li in legend] == ["cropland", "forest", "grassland"]
-    assert [li["data-color"] for li in legend] == [_hex(c) for c in class_colors(3)]
+    assert [li["data-color"] for li in legend] == [_hex(c) for c in default_colors(
+        ["cropland", "forest", "grassland"])]
     data_json = json.loads(unescape_script(out.read_text()))
     assert [L["id"] for L in data_json["layers"]] == ["class", "confidence"]
     assert dom.by_id("training") is not None and dom.by_id("patterns") is not None

@@ -56,7 +56,7 @@ def legend(ds: Any, fallback: dict[str, Any] | None = None
     """Class names and RGB colours of an open class map: the names from predict's
     ``class_names`` tag (else the band's ``CLASS_i`` tags, else ``fallback['names']``, else the
     indices), the colours from the colour table (else ``fallback['colors']``, else
-    :func:`sitsformer.inference.outputs.class_colors`)."""
+    :func:`sitsformer.data.legend.default_colors`, the palette every map command uses)."""
     tags = ds.tags()
     band = ds.tags(1)
     source = []
@@ -88,9 +88,9 @@ def legend(ds: Any, fallback: dict[str, Any] | None = None
         colors = [tuple(c) for c in fallback["colors"][:k]]
         source.append(f"colours: {fallback.get('source', 'the class map')}")
     else:
-        from sitsformer.inference.outputs import class_colors
+        from sitsformer.data.legend import default_colors
 
-        colors = class_colors(k)
+        colors = default_colors(names)
         source.append("colours: sitsformer's default palette (no colour table in the file)")
     return names, colors, "; ".join(source)  # type: ignore[return-value]
 
