@@ -321,6 +321,7 @@ def slovenia_pretrain(args: argparse.Namespace, out: Path, which: str,
                  f"data.batch_size={args.batch}", f"train.min_steps={args.pretrain_updates}",
                  f"optim.lr={args.pretrain_lr}", "pretrain.target=center",
                  f"pretrain.hide_ratio={args.hide_ratio}", "pretrain.eval_seed=0",
+                 f"data.date_shift_days={args.pretrain_date_shift}",
                  "train.test_checkpoint=last"]
     cfg = load_config(None, overrides, cls=PretrainExperimentConfig)
     t0 = time.perf_counter()
@@ -518,7 +519,8 @@ def slovenia_report(args: argparse.Namespace, out: Path, split: dict[str, Any],
              f"{split['labelled']['test']} labelled test pixels, "
              f"{split['labelled']['train']} labelled train pixels); model width "
              f"{args.embed_dim}, {args.layers} layers; pre-training {args.pretrain_updates} "
-             f"updates (batch {args.batch}, hide {args.hide_ratio:g}), fine-tuning "
+             f"updates (batch {args.batch}, hide {args.hide_ratio:g}, date shift "
+             f"+-{args.pretrain_date_shift} d), fine-tuning "
              f">= {args.finetune_updates} updates (batch {args.ft_batch}, lr {args.lr:g}, "
              f"cosine), device {args.device}", ""]
     for which in ("all", "holdout"):
@@ -601,6 +603,8 @@ def run_slovenia(args: argparse.Namespace) -> int:
     print(f"source: {slovenia_source(args)}\nruns:   {out}\ndevice: {args.device}, jobs "
           f"{args.jobs}, torch threads {args.threads}", flush=True)
     split = block_split(args, out)
+    for key in ("labelled_split", "holdout_split", "all_train_split"):  # a moved --out works
+        split[key] = str(out / "split" / Path(split[key]).name)
     print(f"split: {split['blocks']} blocks of {args.block_size} px, {split['test_blocks']} "
           f"held out; labelled train/test {split['labelled']}; per class train "
           f"{split['train_per_class']} test {split['test_per_class']} ({split['classes']})",
@@ -769,6 +773,10 @@ def main(argv: list[str] | None = None) -> int:
                    "2-core machine)")
     p.add_argument("--jobs", type=int, default=1,
                    help="slovenia: processes running pre-trainings and rows in parallel")
+    p.add_argument("--pretrain-date-shift", type=int, default=0,
+                   help="slovenia: pre-training moves each series by up to +- this many days "
+                   "(data.date_shift_days): every pixel shares the scene's dates, so without "
+                   "it the pretext can be solved by remembering each date's scene-wide anomaly")
     p.add_argument("--max-seconds", type=float, default=None,
                    help="slovenia: start no job after this many seconds (the running ones "
                    "finish, the table is written; rerun with the same --out to finish)")
