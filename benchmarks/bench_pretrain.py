@@ -321,6 +321,7 @@ def slovenia_pretrain(args: argparse.Namespace, out: Path, which: str,
                  f"data.batch_size={args.batch}", f"train.min_steps={args.pretrain_updates}",
                  f"optim.lr={args.pretrain_lr}", "pretrain.target=center",
                  f"pretrain.hide_ratio={args.hide_ratio}", "pretrain.eval_seed=0",
+                 f"data.date_shift_days={args.pretrain_date_shift}",
                  "train.test_checkpoint=last"]
     cfg = load_config(None, overrides, cls=PretrainExperimentConfig)
     t0 = time.perf_counter()
@@ -392,13 +393,33 @@ def reconstruction_errors(args: argparse.Namespace, ckpt_path: str, split_file: 
     unit = np.asarray(spec.std if spec.std is not None else [1.0] * len(spec.bands))
     unit = unit * (spec.scale or 1.0)  # standardised error -> data units
     buckets = [("<=15 d", 0, 15), ("16-45 d", 16, 45), (">45 d", 46, 10 ** 9)]
+    # a second yardstick that, like the model, uses the other pixels of the scene: every
+    # pixel of the patch shares the acquisition dates, so a date's haze or undetected thin
+    # cloud moves the whole patch; its mean over the training blocks' valid observations
+    date_sum = date_n = ref_dates = None
+    for batch in dm.train_loader():
+        d = batch.get("dates")
+        if d is None or not torch.equal(d, d[:1].expand_as(d)) or (
+                ref_dates is not None and not torch.equal(d[:1], ref_dates)):
+            date_sum = None
+            break
+        ref_dates = d[:1]
+        m = batch["mask"].bool().double()[..., None]  # (B, T, 1)
+        v = batch["sequence"].double()[:, :, :, 0, 0] if batch["sequence"].dim() == 5 else \
+            batch["sequence"].double()
+        date_sum = (0 if date_sum is None else date_sum) + (v * m).sum(0)
+        date_n = (0 if date_n is None else date_n) + m.sum(0)
+    date_mean = None
+    if date_sum is not None:
+        date_mean = (date_sum / date_n.clamp(min=1)).to(device)  # (T, C)
+        ref_dates = ref_dates.to(device)
     result: dict[str, Any] = {"bands": list(spec.bands), "pixels": dm.split_sizes()["test"]}
     for ratio in ratios:
         gen = torch.Generator(device=device)
         gen.manual_seed(seed)
         c = len(spec.bands)
-        acc = {k: np.zeros((2, c)) for k in ("all", *[b[0] for b in buckets], "edge")}
-        abs_acc = np.zeros((2, c))
+        acc = {k: np.zeros((3, c)) for k in ("all", *[b[0] for b in buckets], "edge")}
+        abs_acc = np.zeros((3, c))
         count = {k: 0 for k in acc}
         for batch in dm.test_loader():
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -411,6 +432,17 @@ def reconstruction_errors(args: argparse.Namespace, ckpt_path: str, split_file: 
             w = o["weight"][..., 0]  # (B, T): hidden, valid
             em = (o["pred"] - o["target"]).double()  # (B, T, C)
             eb = (base - o["target"]).double()
+            ed = None
+            if date_mean is not None and pos is not None and torch.equal(
+                    pos, ref_dates.expand_as(pos)):
+                # date effect + pixel offset: the training blocks' mean on the hidden date plus
+                # the pixel's mean departure from those means over its visible dates
+                vis_f = (mask & ~o["hidden"]).double()[..., None]  # (B, T, 1)
+                dev = (o["target"].double() - date_mean) * vis_f
+                offset = dev.sum(1, keepdim=True) / vis_f.sum(1, keepdim=True).clamp(min=1)
+                ed = date_mean + offset - o["target"].double()
+            if ed is None:
+                ed = torch.full_like(em, float("nan"))
             # the gap each hidden date sits in: days between the visible dates around it
             b, t = mask.shape
             vis = mask & ~o["hidden"]
@@ -427,19 +459,23 @@ def reconstruction_errors(args: argparse.Namespace, ckpt_path: str, split_file: 
                 sel = m[..., None].expand_as(em)
                 acc[key][0] += (em ** 2 * sel).sum(dim=(0, 1)).cpu().numpy()
                 acc[key][1] += (eb ** 2 * sel).sum(dim=(0, 1)).cpu().numpy()
+                acc[key][2] += (ed ** 2 * sel).sum(dim=(0, 1)).cpu().numpy()
                 count[key] += int(m.sum())
             sel = w[..., None].expand_as(em)
             abs_acc[0] += (em.abs() * sel).sum(dim=(0, 1)).cpu().numpy()
             abs_acc[1] += (eb.abs() * sel).sum(dim=(0, 1)).cpu().numpy()
+            abs_acc[2] += (ed.abs() * sel).sum(dim=(0, 1)).cpu().numpy()
         entry: dict[str, Any] = {"hide_ratio": ratio, "hidden_dates": count["all"]}
         n = max(count["all"], 1)
         entry["model_mae"] = (abs_acc[0] / n * unit).tolist()
         entry["interp_mae"] = (abs_acc[1] / n * unit).tolist()
+        entry["date_effect_mae"] = (abs_acc[2] / n * unit).tolist()
         for key in acc:
             k = max(count[key], 1)
             entry[key] = {"n": count[key],
                           "model_rmse": (np.sqrt(acc[key][0] / k) * unit).tolist(),
-                          "interp_rmse": (np.sqrt(acc[key][1] / k) * unit).tolist()}
+                          "interp_rmse": (np.sqrt(acc[key][1] / k) * unit).tolist(),
+                          "date_effect_rmse": (np.sqrt(acc[key][2] / k) * unit).tolist()}
         result[f"hide_{ratio:g}"] = entry
     return result
 
@@ -483,7 +519,8 @@ def slovenia_report(args: argparse.Namespace, out: Path, split: dict[str, Any],
              f"{split['labelled']['test']} labelled test pixels, "
              f"{split['labelled']['train']} labelled train pixels); model width "
              f"{args.embed_dim}, {args.layers} layers; pre-training {args.pretrain_updates} "
-             f"updates (batch {args.batch}, hide {args.hide_ratio:g}), fine-tuning "
+             f"updates (batch {args.batch}, hide {args.hide_ratio:g}, date shift "
+             f"+-{args.pretrain_date_shift} d), fine-tuning "
              f">= {args.finetune_updates} updates (batch {args.ft_batch}, lr {args.lr:g}, "
              f"cosine), device {args.device}", ""]
     for which in ("all", "holdout"):
@@ -518,10 +555,12 @@ def slovenia_report(args: argparse.Namespace, out: Path, split: dict[str, Any],
     if recon:
         lines += ["", "masked-date reconstruction on the held-out blocks (RMSE in NDVI units "
                   "over hidden, cloud-free dates; 'holdout' = pre-trained without these blocks, "
-                  "'all' = pre-trained on every pixel, these included, without labels)", "",
+                  "'all' = pre-trained on every pixel, these included, without labels; "
+                  "date-effect = the training blocks' mean on the hidden date + the pixel's "
+                  "mean offset from those means over its visible dates)", "",
                   "| model | hide | hidden dates | model RMSE | interp. RMSE | skill (1-MSE/MSE) "
-                  "| <=15 d gap model/interp | 16-45 d | >45 d | edge |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| date-effect RMSE | <=15 d gap model/interp | 16-45 d | >45 d | edge |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for which, rec in recon.items():
             for key, e in rec.items():
                 if not key.startswith("hide_"):
@@ -529,9 +568,10 @@ def slovenia_report(args: argparse.Namespace, out: Path, split: dict[str, Any],
                 m, i = e["all"]["model_rmse"][0], e["all"]["interp_rmse"][0]
                 parts = [f"{e[b]['model_rmse'][0]:.4f}/{e[b]['interp_rmse'][0]:.4f} "
                          f"(n={e[b]['n']})" for b in ("<=15 d", "16-45 d", ">45 d", "edge")]
+                de = e["all"].get("date_effect_rmse", [float("nan")])[0]
                 lines.append(f"| {which} | {e['hide_ratio']:g} | {e['hidden_dates']} | {m:.4f} "
                              f"| {i:.4f} | {1 - (m / i) ** 2 if i > 0 else float('nan'):+.3f} "
-                             f"| {' | '.join(parts)} |")
+                             f"| {de:.4f} | {' | '.join(parts)} |")
     lines += ["", f"total {seconds:.0f} s"]
     text = "\n".join(lines)
     (out / "summary.md").write_text(text + "\n")
@@ -563,6 +603,8 @@ def run_slovenia(args: argparse.Namespace) -> int:
     print(f"source: {slovenia_source(args)}\nruns:   {out}\ndevice: {args.device}, jobs "
           f"{args.jobs}, torch threads {args.threads}", flush=True)
     split = block_split(args, out)
+    for key in ("labelled_split", "holdout_split", "all_train_split"):  # a moved --out works
+        split[key] = str(out / "split" / Path(split[key]).name)
     print(f"split: {split['blocks']} blocks of {args.block_size} px, {split['test_blocks']} "
           f"held out; labelled train/test {split['labelled']}; per class train "
           f"{split['train_per_class']} test {split['test_per_class']} ({split['classes']})",
@@ -731,6 +773,10 @@ def main(argv: list[str] | None = None) -> int:
                    "2-core machine)")
     p.add_argument("--jobs", type=int, default=1,
                    help="slovenia: processes running pre-trainings and rows in parallel")
+    p.add_argument("--pretrain-date-shift", type=int, default=0,
+                   help="slovenia: pre-training moves each series by up to +- this many days "
+                   "(data.date_shift_days): every pixel shares the scene's dates, so without "
+                   "it the pretext can be solved by remembering each date's scene-wide anomaly")
     p.add_argument("--max-seconds", type=float, default=None,
                    help="slovenia: start no job after this many seconds (the running ones "
                    "finish, the table is written; rerun with the same --out to finish)")

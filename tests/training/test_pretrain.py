@@ -210,3 +210,33 @@ def test_cli_pretrain_then_finetune_on_demo(tmp_path, monkeypatch, capsys):
     # an unknown key is an error naming it
     assert main(["finetune", "finetune.freez_epochs=1"]) == 1
     assert "finetune.freez_epochs" in capsys.readouterr().err
+
+
+def test_eopatch_cloudy_dates_are_never_targets_nor_inputs(shared_data):
+    # the Slovenia EOPatch (bench_pretrain --set slovenia): a cloudy date (mask/CLM = 1) is an
+    # invalid date, so pre-training never hides it, never scores it and never reads its value
+    from sitsformer.data import DataModule
+
+    folder = shared_data / "s2_slovenia_eopatch/raw/example_data/TestEOPatch"
+    dm = DataModule(source=str(folder), options={"label": None}, split="random",
+                    val_fraction=0.0, test_fraction=0.0, batch_size=64, labelled=False).setup()
+    batch = next(iter(dm.train_loader()))
+    clm = np.load(folder / "mask/CLM.npy")[..., 0].astype(bool)  # (T, H, W)
+    rows, cols = np.divmod(batch["index"].numpy(), 100)  # every pixel, row-major (101 x 100)
+    cloudy = torch.from_numpy(clm[:, rows, cols].T)  # (B, T)
+    assert cloudy.any() and not (batch["mask"].bool() & cloudy).any()
+
+    torch.manual_seed(0)
+    enc = create_sits_former({**ENC, "in_channels": 1, "max_seq_len": 68})
+    model = SITSFormerForPretraining(enc, target="center", hide_ratio=0.75).eval()
+    task = ReconstructionTask(seed=0)
+    _, out = task.forward_loss(model, batch)
+    counted = out["weight"][..., 0]  # (B, T) positions the loss and metrics score
+    assert counted.any() and not (counted & cloudy).any()
+    # garbage at the cloudy dates changes nothing the model predicts for the counted dates
+    noisy = dict(batch, sequence=torch.where(cloudy[:, :, None, None, None],
+                                             batch["sequence"] + 100.0, batch["sequence"]))
+    task2 = ReconstructionTask(seed=0)
+    _, out2 = task2.forward_loss(model, noisy)
+    assert torch.equal(out2["weight"], out["weight"])
+    assert_close(out2["pred"][counted], out["pred"][counted], atol=1e-5)
