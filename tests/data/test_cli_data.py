@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -33,8 +34,10 @@ def test_build_real_process(tmp_path, shared_data):
     src = shared_data / "s2_victoria_igarss2019/raw"
     out = tmp_path / "vic.zarr"
     r = subprocess.run([sys.executable, "-m", "sitsformer.cli", "data", "build", str(src),
-                        "--output", str(out), "-o", "bands=s2", "--stats-split", "group", "--chunk-size", "100"],
-                       capture_output=True, text=True, timeout=180)
+                        "--output", str(out), "-o", "bands=s2", "--stats-split", "group",
+                        "--chunk-size", "100"],
+                       capture_output=True, text=True, timeout=180,
+                       env={**os.environ, "SITSFORMER_PROGRESS": "1"})  # bars as on a terminal
     assert r.returncode == 0, r.stderr
     assert "writing vic.zarr" in r.stderr and "8/8" in r.stderr  # the progress bar
     store = SampleStore(out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 
@@ -119,7 +120,8 @@ def test_cli_local_cluster_subprocess(noisy, tmp_path):
     out = tmp_path / "cli.tif"
     cmd = [sys.executable, "-m", "sitsformer.cli", "smooth", "--input", str(path), "--output",
            str(out), "--workers", "2", "--block", "40"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "SITSFORMER_PROGRESS": "1"})  # bars as on a tty
     assert done.returncode == 0, done.stderr
     assert "local cluster (2 workers x" in done.stdout and "smooth" in done.stderr  # tqdm bar
     assert np.array_equal(read(out), read(ref.probabilities))
