@@ -206,3 +206,24 @@ def test_merge_joins_parts_run_apart(tmp_path):
     assert by["tempcnn"]["vs"]["random_forest"]["mean"] == pytest.approx(0.25)
     md = (tmp_path / "merged" / "benchmark.md").read_text()
     assert "tempcnn: no table written (killed?), 2 rows" in md and f"- s: {split}" in md
+
+
+def test_units_run_only_the_matching_runs(shared_data, tmp_path, monkeypatch):
+    """``--units`` keeps the runs whose unit matches a pattern (one process per seed or per
+    repeat); a pattern matching none is an error that names the split."""
+    from sitsformer.training import benchmark as bm
+
+    path = shared_data / "landsat8_rondonia/landsat8_rondonia.npz"
+    sets = [bm.BenchmarkSet("r", str(path))]
+    done = []
+    monkeypatch.setattr(bm, "baseline_predict",
+                        lambda method, x, labels, fit, test, *a, **k: (
+                            done.append(method), labels[test])[1])
+    res = bm.run_benchmark(sets, models="", baselines="random_forest",
+                           protocol=bm.Protocol(folds=2, repeats=2), output=tmp_path / "a",
+                           units="r1f*", progress=False)
+    assert [r["unit"] for r in res["rows"]] == ["r1f0", "r1f1"] and len(done) == 2
+    with pytest.raises(ValueError, match="--units s3: no run of set 'r' matches"):
+        bm.run_benchmark(sets, models="", baselines="random_forest",
+                         protocol=bm.Protocol(folds=2, repeats=1), output=tmp_path / "b",
+                         units="s3", progress=False)
