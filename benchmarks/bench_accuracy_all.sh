@@ -59,10 +59,10 @@ while (($#)); do
     esac
     shift
 done
+mkdir -p "$OUTDIR"
+OUTDIR=$(cd "$OUTDIR" && pwd)  # before the cd below: relative to where the script was called
 cd "$(dirname "$0")/.."
 REPO=$PWD
-mkdir -p "$OUTDIR"
-OUTDIR=$(cd "$OUTDIR" && pwd)
 if [[ -z $PY ]]; then
     PY=python3
     $PY -c 'import torch' 2>/dev/null || PY=python
