@@ -806,6 +806,14 @@ def run_benchmark(sets: Sequence[BenchmarkSet], seeds: Sequence[int] = (0, 1, 2)
     return result
 
 
+def _split_key(line: str | None) -> str:
+    """A split line without its list of training seeds (parts of a fixed split may have run
+    other seeds)."""
+    import re
+
+    return re.sub(r", training seeds [\d, ]+$", "", line or "")
+
+
 def merge_benchmarks(parts: Sequence[str | Path], output: str | Path) -> dict[str, Any]:
     """Join the rows of benchmarks run apart (e.g. one process per model of a set, in
     parallel) into one table in ``output`` (``benchmark.json|md|csv|png``), as if one
@@ -846,9 +854,14 @@ def merge_benchmarks(parts: Sequence[str | Path], output: str | Path) -> dict[st
         for name, info in meta.get("splits", {}).items():
             mine = infos.setdefault(name, {**info, "methods": [], "baselines": [],
                                            "skipped": {}})
-            if info.get("split") != mine.get("split"):
+            if _split_key(info.get("split")) != _split_key(mine.get("split")):
                 raise ValueError(f"merge: set {name!r} was split differently in {part} "
                                  f"({info.get('split')!r}) than before ({mine.get('split')!r})")
+            seeds = sorted({*mine.get("seeds", []), *info.get("seeds", [])})
+            if seeds and seeds != mine.get("seeds"):  # other seeds of the same split
+                mine["seeds"] = seeds
+                mine["split"] = (f"{_split_key(mine['split'])}, training seeds "
+                                 f"{', '.join(map(str, seeds))}")
             mine["methods"] += [m for m in info.get("methods", []) if m not in mine["methods"]]
             mine["baselines"] += [b for b in info.get("baselines", [])
                                   if b not in mine["baselines"]]
