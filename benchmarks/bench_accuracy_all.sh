@@ -17,8 +17,11 @@
 #   --quick      5 folds x 1 repeat on the cross-validated sets instead of 5 x 2 (the fixed
 #                sets keep their 3 seeds): what fits a ~300 s GPU slot (benchmarks/README.md)
 #   --per-set    one process per set (all models and baselines in it, OMP_NUM_THREADS=3) instead
-#                of one process per set and model (sitsformer | tempcnn | ltae | baselines, 20
-#                processes, OMP_NUM_THREADS=1 for the deep models, 2 for the baselines)
+#                of one process per set and model (sitsformer | tempcnn | ltae | baselines,
+#                OMP_NUM_THREADS=1 for the deep models, 2 for the baselines; the recipe one
+#                process per seed on formosat2_crop and slovenia_pixels, and without --quick
+#                every deep model one per repeat on rondonia: 24 processes, 27 without --quick),
+#                each part's rows joined into the set's table (merge_benchmarks)
 #   --jobs N     at most N benchmark processes at a time (default: all at once)
 #   --sets A,B   a subset of victoria_upstream,victoria_group,rondonia,formosat2_crop,
 #                slovenia_pixels (default all five)
@@ -56,10 +59,10 @@ while (($#)); do
     esac
     shift
 done
+mkdir -p "$OUTDIR"
+OUTDIR=$(cd "$OUTDIR" && pwd)  # before the cd below: relative to where the script was called
 cd "$(dirname "$0")/.."
 REPO=$PWD
-mkdir -p "$OUTDIR"
-OUTDIR=$(cd "$OUTDIR" && pwd)
 if [[ -z $PY ]]; then
     PY=python3
     $PY -c 'import torch' 2>/dev/null || PY=python
@@ -108,14 +111,41 @@ for name in ("sklearn", "lightgbm", "rasterio"):
               else "needed"))
 EOF
 
-# parts: NAME|--models value|--baselines value|threads
-if ((PER_SET)); then
-    PARTS=("all|sitsformer,tempcnn,ltae|random_forest,lightgbm|3")
-else
-    PARTS=("sitsformer|sitsformer||1" "tempcnn|tempcnn||1" "ltae|ltae||1"
-           "baselines||random_forest,lightgbm|2")
-fi
-((SMOKE)) && for i in "${!PARTS[@]}"; do PARTS[$i]=${PARTS[$i]%|*}"|1"; done
+# parts_of SET: the processes of a set, one line each: NAME|--models|--baselines|threads|--units
+# The sitsformer recipe (~13 ms per update on an H200 against ~7 for TempCNN, ~9 for L-TAE)
+# runs one process per seed on the two large fixed sets (3 x ~6,500 updates), and without
+# --quick every deep model runs one process per repeat on Rondonia (3,000 updates per fold:
+# 3-model ensemble).
+parts_of() {
+    local set=$1 t=1 n
+    if ((PER_SET)); then
+        echo "all|sitsformer,tempcnn,ltae|random_forest,lightgbm|$(((SMOKE)) && echo 1 || echo 3)|"
+        return
+    fi
+    case $set in
+        formosat2_crop|slovenia_pixels)
+            for ((n = 0; n < SEEDS; n++)); do echo "sitsformer_s$n|sitsformer||$t|s$n"; done
+            echo "tempcnn|tempcnn||$t|"
+            echo "ltae|ltae||$t|" ;;
+        rondonia)
+            for m in sitsformer tempcnn ltae; do
+                if ((QUICK || SMOKE)); then
+                    echo "$m|$m||$t|"
+                else
+                    echo "${m}_r0|$m||$t|r0f*"
+                    echo "${m}_r1|$m||$t|r1f*"
+                fi
+            done ;;
+        *)
+            for m in sitsformer tempcnn ltae; do echo "$m|$m||$t|"; done ;;
+    esac
+    echo "baselines||random_forest,lightgbm|$(((SMOKE)) && echo 1 || echo 2)|"
+}
+SEEDS=3
+((SMOKE)) && SEEDS=1
+for ((i = 0; i < ${#EXTRA[@]}; i++)); do
+    [[ ${EXTRA[$i]} == --seeds ]] && SEEDS=${EXTRA[$((i + 1))]}
+done
 
 RUN_CAP=$((CAP - 25))
 ((RUN_CAP < 10)) && RUN_CAP=10
@@ -124,8 +154,7 @@ echo "bench_accuracy_all.sh: sets $SETS; $(((PER_SET)) && echo "one process per 
 PIDS=() NAMES=()
 IFS=, read -ra SET_LIST <<< "$SETS"
 for set in "${SET_LIST[@]}"; do
-    for part in "${PARTS[@]}"; do
-        IFS='|' read -r pname models baselines threads <<< "$part"
+    while IFS='|' read -r pname models baselines threads units; do
         dir=$OUTDIR/$set/parts/$pname
         mkdir -p "$dir"
         while ((JOBS > 0)) && (($(jobs -rp | wc -l) >= JOBS)); do wait -n; done
@@ -136,14 +165,16 @@ for set in "${SET_LIST[@]}"; do
         fi
         (
             export OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads LOKY_MAX_CPU_COUNT=$threads
+                unit_args=()
+            [[ -n $units ]] && unit_args=(--units "$units")
             exec timeout -s TERM -k 15 "$left" "$PY" -m sitsformer benchmark --sets "$set" \
                 --output "$dir" --models "$models" --baselines "$baselines" "${ARGS[@]}" \
-                "${EXTRA[@]}" "${SET_OVERRIDES[@]}" "train.threads=$threads"
-        ) > "$dir.log" 2>&1 &
+                "${unit_args[@]}" "${EXTRA[@]}" "${SET_OVERRIDES[@]}" "train.threads=$threads"
+        ) > "$dir.log" 2>&1 < /dev/null &
         PIDS+=($!)
         NAMES+=("$set/$pname")
-        echo "  started $set/$pname (pid $!, $threads threads, cap ${left} s)"
-    done
+        echo "  started $set/$pname (pid $!, $threads threads, cap ${left} s${units:+, runs $units})"
+    done < <(parts_of "$set")
 done
 FAILED=0
 for i in "${!PIDS[@]}"; do
@@ -163,7 +194,7 @@ SUMMARY=$OUTDIR/summary.md
 : > "$SUMMARY"
 for set in "${SET_LIST[@]}"; do
     parts=()
-    for part in "${PARTS[@]}"; do parts+=("$OUTDIR/$set/parts/${part%%|*}"); done
+    while IFS='|' read -r pname _; do parts+=("$OUTDIR/$set/parts/$pname"); done < <(parts_of "$set")
     for p in "${parts[@]}"; do
         grep -E "error|Error|Traceback" "$p.log" > /dev/null 2>&1 && \
             { echo "--- $p.log (last lines)"; tail -n 5 "$p.log"; }

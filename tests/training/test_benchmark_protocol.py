@@ -206,3 +206,47 @@ def test_merge_joins_parts_run_apart(tmp_path):
     assert by["tempcnn"]["vs"]["random_forest"]["mean"] == pytest.approx(0.25)
     md = (tmp_path / "merged" / "benchmark.md").read_text()
     assert "tempcnn: no table written (killed?), 2 rows" in md and f"- s: {split}" in md
+
+
+def test_units_run_only_the_matching_runs(shared_data, tmp_path, monkeypatch):
+    """``--units`` keeps the runs whose unit matches a pattern (one process per seed or per
+    repeat); a pattern matching none is an error that names the split."""
+    from sitsformer.training import benchmark as bm
+
+    path = shared_data / "landsat8_rondonia/landsat8_rondonia.npz"
+    sets = [bm.BenchmarkSet("r", str(path))]
+    done = []
+    monkeypatch.setattr(bm, "baseline_predict",
+                        lambda method, x, labels, fit, test, *a, **k: (
+                            done.append(method), labels[test])[1])
+    res = bm.run_benchmark(sets, models="", baselines="random_forest",
+                           protocol=bm.Protocol(folds=2, repeats=2), output=tmp_path / "a",
+                           units="r1f*", progress=False)
+    assert [r["unit"] for r in res["rows"]] == ["r1f0", "r1f1"] and len(done) == 2
+    with pytest.raises(ValueError, match="--units s3: no run of set 'r' matches"):
+        bm.run_benchmark(sets, models="", baselines="random_forest",
+                         protocol=bm.Protocol(folds=2, repeats=1), output=tmp_path / "b",
+                         units="s3", progress=False)
+
+
+def test_merge_accepts_parts_of_one_fixed_split_with_other_seeds(tmp_path):
+    import json
+
+    from sitsformer.training import benchmark as bm
+
+    line = "fixed: the 'stratified' split of 10 samples (data.seed 0), 4 test samples"
+    for seed in (0, 1):
+        d = tmp_path / f"s{seed}"
+        d.mkdir()
+        row = {**_row("s", "sitsformer", f"s{seed}", 0.5, [True, True, False, False],
+                      "model"), "protocol": "fixed", "repeat": None, "fold": None,
+               "seed": seed}
+        bm._append_row(d / bm.ROWS_FILE, row)
+        (d / "benchmark.json").write_text(json.dumps({
+            "complete": True, "splits": {"s": {"protocol": "fixed", "seeds": [seed],
+                                               "split": f"{line}, training seeds {seed}",
+                                               "methods": ["sitsformer"], "baselines": [],
+                                               "skipped": {}}}}))
+    res = bm.merge_benchmarks([tmp_path / "s0", tmp_path / "s1"], tmp_path / "m")
+    assert res["splits"]["s"]["split"] == f"{line}, training seeds 0, 1"
+    assert res["summary"][0]["runs"] == 2 and res["complete"]

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                                 baselines=args.baselines, protocol=protocol,
                                 config=args.config, overrides=args.overrides, output=out,
                                 trees=args.trees, rounds=args.rounds, progress=not args.quiet,
-                                resume=args.resume)
+                                resume=args.resume, units=args.units)
     except BenchmarkInterrupted as stop:
         files = stop.result.get("files", {})
         if files:
@@ -132,6 +132,10 @@ def register(subparsers: Any) -> None:
                    help="LightGBM boosting rounds (default 300)")
     p.add_argument("--output", default="benchmark", help="output folder (default benchmark/)")
     add_overwrite(p)
+    p.add_argument("--units", help="run only these runs: comma-separated shell patterns of "
+                   "their units (r<repeat>f<fold> of cv, s<seed> of fixed), e.g. s1 or 'r0f*'; "
+                   "parts run apart are joined by sitsformer.training.benchmark."
+                   "merge_benchmarks")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted benchmark in --output: keep the rows done, "
                    "continue a training run from its last.pt, run the rest")

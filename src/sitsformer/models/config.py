@@ -61,6 +61,10 @@ class SITSFormerConfig:
     # SITS-Former code (and every checkpoint written before this setting existed).
     continuous_doy: bool = True
     pool: str = "max"  # pooling over valid dates: "max" (original) or "mean"
+    # kernel (odd) of a residual 1-D convolution over time on the per-date embeddings before
+    # the date encoding (tokens + GELU(LayerNorm(conv(tokens with invalid dates zeroed))));
+    # 0 = none (the original SITS-Former, and every checkpoint written before this setting)
+    temporal_conv: int = 0
     bands: list[str] | None = None  # band names, checked against data when both are known
     # ---- baselines only (arch "tempcnn" / "ltae"); defaults are the published settings
     baseline_dropout: float = 0.2  # TempCNN and L-TAE dropout (TempCNN paper, L-TAE code)
@@ -102,6 +106,10 @@ class SITSFormerConfig:
                  f"{name} must be a list of positive integers, got {value!r}")
             setattr(self, name, list(value))
         need(len(self.ltae_mlp) > 0, "ltae_mlp must list at least one width, got []")
+        need(isinstance(self.temporal_conv, int) and not isinstance(self.temporal_conv, bool)
+             and (self.temporal_conv == 0 or (self.temporal_conv > 0
+                                              and self.temporal_conv % 2 == 1)),
+             f"temporal_conv must be 0 (none) or an odd kernel size, got {self.temporal_conv!r}")
         need(self.tempcnn_kernel_size % 2 == 1,
              f"tempcnn_kernel_size must be odd (same-length convolutions), "
              f"got {self.tempcnn_kernel_size}")

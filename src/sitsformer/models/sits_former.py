@@ -205,6 +205,8 @@ class SITSFormer(nn.Module):
                                      channels=tuple(cfg.stem_channels), norm=cfg.stem_norm)
         else:
             self.embed = PatchEmbed(cfg.in_channels, cfg.embed_dim, cfg.patch_size)
+        self.temporal = (TemporalConv(cfg.embed_dim, cfg.temporal_conv)
+                         if cfg.temporal_conv else None)
         self.date_encoding = DateEncoding(cfg.date_encoding, cfg.embed_dim)
         self.pos_embed = (
             nn.Parameter(torch.zeros(1, 1, self.num_tokens, cfg.embed_dim))
@@ -359,17 +361,19 @@ class SITSFormer(nn.Module):
                                  f"mask_token given: {mask_token is not None}")
             tokens = torch.where(hidden.bool()[:, :, None, None], mask_token.to(tokens.dtype),
                                  tokens)
+        valid = masks[:, :, None].expand(b, t, self.num_tokens)
+        if pixel_mask is not None:
+            clear = rearrange(pixel_mask.bool(), "b t (gh p1) (gw p2) -> b t (gh gw) (p1 p2)",
+                              p1=p, p2=p).any(-1)
+            valid = valid & clear
+        if self.temporal is not None:
+            tokens = self.temporal(tokens, valid)
         pos = self._date_positions(doy, dates, b, t, x.device, masks)
         tokens = tokens + self.date_encoding(pos)[:, :, None, :].to(tokens.dtype)
         if self.pos_embed is not None:
             tokens = tokens + self.pos_embed
         tokens = self.embed_drop(tokens)
 
-        valid = masks[:, :, None].expand(b, t, self.num_tokens)
-        if pixel_mask is not None:
-            clear = rearrange(pixel_mask.bool(), "b t (gh p1) (gw p2) -> b t (gh gw) (p1 p2)",
-                              p1=p, p2=p).any(-1)
-            valid = valid & clear
         for block in self.blocks:
             if self.grad_checkpointing and self.training:
                 tokens = checkpoint(block, tokens, valid, use_reentrant=False)
@@ -405,17 +409,21 @@ class SITSFormer(nn.Module):
                                  f"mask_token given: {mask_token is not None}")
             hide = hidden.bool().reshape(-1).index_select(0, index)
             tokens = torch.where(hide[:, None, None], mask_token.to(tokens.dtype), tokens)
+        valid = masks[:, :, None].expand(b, t, n)
+        if pixel_mask is not None:
+            clear = rearrange(pixel_mask.bool(), "b t (gh p1) (gw p2) -> b t (gh gw) (p1 p2)",
+                              p1=p, p2=p).any(-1)
+            valid = valid & clear
+        if self.temporal is not None:  # the convolution needs the dates in order: unpack
+            full = rearrange(_scatter(tokens, index, b * t), "(b t) n d -> b t n d", b=b)
+            tokens = _gather(rearrange(self.temporal(full, valid), "b t n d -> (b t) n d"),
+                             index)
         pos = self._date_positions(doy, dates, b, t, x.device, masks).reshape(1, -1)[:, index]
         tokens = tokens + self.date_encoding(pos)[0, :, None, :].to(tokens.dtype)
         if self.pos_embed is not None:
             tokens = tokens + self.pos_embed[0]
         tokens = self.embed_drop(tokens)
 
-        valid = masks[:, :, None].expand(b, t, n)
-        if pixel_mask is not None:
-            clear = rearrange(pixel_mask.bool(), "b t (gh p1) (gw p2) -> b t (gh gw) (p1 p2)",
-                              p1=p, p2=p).any(-1)
-            valid = valid & clear
         valid_packed = valid.reshape(b * t, n).index_select(0, index)  # (M, N)
         for block in self.blocks:
             if self.grad_checkpointing and self.training:
@@ -502,6 +510,29 @@ def _iso_to_days(iso: str) -> int:
         return int(np.datetime64(iso, "D").astype("int64"))
     except ValueError as err:
         raise ValueError(f"reference_date must be an ISO date like '2019-09-01', got {iso!r}") from err
+
+
+class TemporalConv(nn.Module):
+    """A residual 1-D convolution over time on per-date tokens (``model.temporal_conv``):
+    ``tokens + GELU(LayerNorm(conv(tokens with invalid dates zeroed)))``, "same" zero padding,
+    each spatial token on its own. Invalid dates (padding, clouds) enter as zeros, so padded
+    dates appended after the last valid one change nothing; their own outputs are masked
+    later like any invalid date. Local temporal context (slopes, peaks) before attention, as
+    TempCNN's convolutions give it."""
+
+    def __init__(self, dim: int, kernel_size: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2)
+        self.norm = nn.LayerNorm(dim)
+        self.act = nn.GELU()
+
+    def forward(self, tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """``tokens (B, T, N, D)``, ``valid (B, T, N)`` bool -> ``(B, T, N, D)``."""
+        b = tokens.shape[0]
+        x = tokens * valid[..., None].to(tokens.dtype)
+        x = self.conv(rearrange(x, "b t n d -> (b n) d t"))
+        x = rearrange(x, "(b n) d t -> b t n d", b=b)
+        return tokens + self.act(self.norm(x))
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import fnmatch
 import hashlib
 import json
 import os
@@ -638,7 +639,8 @@ def run_benchmark(sets: Sequence[BenchmarkSet], seeds: Sequence[int] = (0, 1, 2)
                   protocol: Protocol | None = None, config: str | Path | None = None,
                   overrides: Sequence[str] = (), output: str | Path = "benchmark",
                   trees: int = 500, rounds: int = 300, progress: bool = True,
-                  resume: bool = False) -> dict[str, Any]:
+                  resume: bool = False, units: Sequence[str] | str | None = None
+                  ) -> dict[str, Any]:
     """Run the benchmark (see the module doc) and write its files into ``output``.
 
     Args:
@@ -659,6 +661,10 @@ def run_benchmark(sets: Sequence[BenchmarkSet], seeds: Sequence[int] = (0, 1, 2)
             fingerprint of what it depends on) are kept, a training run cut short is continued
             from its ``last.pt``, the rest is run. Rows made with other settings are refused.
             Without it the rows file is started afresh.
+        units: run only the runs whose unit (``r<repeat>f<fold>`` of ``cv``, ``s<seed>`` of
+            ``fixed``) matches one of these shell patterns (comma-separated in a string, e.g.
+            ``"s1"`` or ``"r0f*"``); None: all. Parts of one benchmark run apart (e.g. one
+            process per seed on a GPU) are joined by :func:`merge_benchmarks`.
 
     Returns:
         ``{"rows": [one dict per set, method and run], "summary": [...], "splits": {...},
@@ -674,6 +680,8 @@ def run_benchmark(sets: Sequence[BenchmarkSet], seeds: Sequence[int] = (0, 1, 2)
     if not model_list and not base_list:
         raise ValueError("benchmark: expected at least one deep model or baseline; found none")
     proto = protocol if protocol is not None else Protocol(seeds=tuple(seeds))
+    patterns = ([u.strip() for u in units.split(",") if u.strip()] if isinstance(units, str)
+                else list(units or []))
     recipe_path, recipe = recipe_without_data(config)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -696,6 +704,12 @@ def run_benchmark(sets: Sequence[BenchmarkSet], seeds: Sequence[int] = (0, 1, 2)
                     *[f"data.options.{k}={json.dumps(v)}" for k, v in bset.options.items()],
                     *bset.overrides, *overrides]
             dm, runs, info = _set_runs(bset, recipe, base, proto, out)
+            if patterns:
+                runs = [r for r in runs if any(fnmatch.fnmatchcase(r["unit"], p)
+                                               for p in patterns)]
+                if not runs:
+                    raise ValueError(f"--units {','.join(patterns)}: no run of set "
+                                     f"{bset.name!r} matches ({info['split']})")
             skipped = {m: why for m in base_list if (why := _baseline_missing(m))}
             for m, why in skipped.items():
                 print(f"{bset.name}: {m} {why}", flush=True)
@@ -792,6 +806,14 @@ def run_benchmark(sets: Sequence[BenchmarkSet], seeds: Sequence[int] = (0, 1, 2)
     return result
 
 
+def _split_key(line: str | None) -> str:
+    """A split line without its list of training seeds (parts of a fixed split may have run
+    other seeds)."""
+    import re
+
+    return re.sub(r", training seeds [\d, ]+$", "", line or "")
+
+
 def merge_benchmarks(parts: Sequence[str | Path], output: str | Path) -> dict[str, Any]:
     """Join the rows of benchmarks run apart (e.g. one process per model of a set, in
     parallel) into one table in ``output`` (``benchmark.json|md|csv|png``), as if one
@@ -832,9 +854,14 @@ def merge_benchmarks(parts: Sequence[str | Path], output: str | Path) -> dict[st
         for name, info in meta.get("splits", {}).items():
             mine = infos.setdefault(name, {**info, "methods": [], "baselines": [],
                                            "skipped": {}})
-            if info.get("split") != mine.get("split"):
+            if _split_key(info.get("split")) != _split_key(mine.get("split")):
                 raise ValueError(f"merge: set {name!r} was split differently in {part} "
                                  f"({info.get('split')!r}) than before ({mine.get('split')!r})")
+            seeds = sorted({*mine.get("seeds", []), *info.get("seeds", [])})
+            if seeds and seeds != mine.get("seeds"):  # other seeds of the same split
+                mine["seeds"] = seeds
+                mine["split"] = (f"{_split_key(mine['split'])}, training seeds "
+                                 f"{', '.join(map(str, seeds))}")
             mine["methods"] += [m for m in info.get("methods", []) if m not in mine["methods"]]
             mine["baselines"] += [b for b in info.get("baselines", [])
                                   if b not in mine["baselines"]]
