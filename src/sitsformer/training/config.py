@@ -282,6 +282,7 @@ RANGES: dict[str, Range] = {
     "model.num_heads": _AT_LEAST_1, "model.mlp_ratio": _POSITIVE,
     "model.dropout": _FRACTION, "model.attn_dropout": _FRACTION,
     "model.max_seq_len": _AT_LEAST_1, "model.stem_channels": _AT_LEAST_1,
+    "model.temporal_conv": _NON_NEGATIVE,  # 0 = none; SITSFormerConfig asks for an odd size
     # the baselines (arch tempcnn / ltae); list widths are checked item by item
     "model.baseline_dropout": _FRACTION, "model.tempcnn_layers": _AT_LEAST_1,
     "model.tempcnn_filters": _AT_LEAST_1, "model.tempcnn_kernel_size": _AT_LEAST_1,
