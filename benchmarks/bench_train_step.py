@@ -110,14 +110,20 @@ def make_batch(cfg: BenchConfig, model: SITSFormer, device: torch.device,
 
 
 def train_step(model: SITSFormer, opt: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
-               device: torch.device, dtype: str) -> torch.Tensor:
-    """One full training step; returns the (detached) loss."""
+               device: torch.device, dtype: str, scaler: Any = None) -> torch.Tensor:
+    """One full training step (with ``scaler``, a ``GradScaler``, for fp16); returns the
+    (detached) loss."""
     with _autocast(device, dtype):
         logits = model(batch["sequence"], batch["mask"], doy=batch["doy"])
         loss = F.cross_entropy(logits.float(), batch["label"])
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    if scaler is None:
+        loss.backward()
+        opt.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
     return loss.detach()
 
 
@@ -213,7 +219,7 @@ def accuracy_check(steps: int, device_name: str, seed: int = 0,
     """Train the original config for ``steps`` steps on GENERATED demo data in each of
     ``dtypes`` (fp32; bf16 autocast; fp16 autocast with a GradScaler, CUDA only), same seed and
     same batches, and return each run's held-out accuracy (the last ``n_samples // 6``)."""
-    from tqdm import tqdm
+    from sitsformer._progress import progress_bar
 
     from sitsformer.data import collate
     from sitsformer.data.synthetic import make_demo_data
@@ -234,21 +240,12 @@ def accuracy_check(steps: int, device_name: str, seed: int = 0,
         opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
         scaler = torch.amp.GradScaler(device.type) if dtype == "fp16" else None
         g = torch.Generator().manual_seed(seed)
-        for _ in tqdm(range(steps), desc=f"accuracy {dtype}", leave=False):
+        for _ in progress_bar(range(steps), desc=f"accuracy {dtype}", leave=False):
             idx = torch.randint(0, len(train), (64,), generator=g)
             batch = {k: train_batch[k][idx].to(device)
                      for k in ("sequence", "mask", "doy", "label")}
-            if scaler is None:
-                train_step(model, opt, batch, device, dtype)
-                continue
-            with _autocast(device, dtype):
-                logits = model(batch["sequence"], batch["mask"], doy=batch["doy"])
-                loss = F.cross_entropy(logits.float(), batch["label"])
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            if not torch.isfinite(loss):
+            loss = train_step(model, opt, batch, device, dtype, scaler)
+            if scaler is not None and not torch.isfinite(loss):
                 raise FloatingPointError(f"fp16 + GradScaler: loss {loss.item()}")
         model.eval()
         with torch.no_grad(), _autocast(device, dtype):

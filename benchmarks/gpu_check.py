@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -114,7 +113,7 @@ def throughput(dev: torch.device, smoke: bool, work: Path) -> None:
 
 
 def fp16(dev: torch.device, smoke: bool, work: Path) -> None:
-    from bench_train_step import CONFIGS, count_flops, make_batch
+    from bench_train_step import CONFIGS, count_flops, make_batch, train_step
 
     from sitsformer.models import create_sits_former
 
@@ -138,14 +137,8 @@ def fp16(dev: torch.device, smoke: bool, work: Path) -> None:
     scaler = torch.amp.GradScaler(dev.type, enabled=dtype == torch.float16)
 
     def step() -> torch.Tensor:
-        with torch.autocast(dev.type, dtype=dtype):
-            logits = model(data["sequence"], data["mask"], doy=data["doy"])
-            loss = F.cross_entropy(logits.float(), data["label"])
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        return loss
+        return train_step(model, opt, data, dev, "fp16" if dtype == torch.float16 else "bf16",
+                          scaler)
 
     for _ in range(1 if smoke else 3):
         step()
