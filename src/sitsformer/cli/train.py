@@ -13,6 +13,7 @@ saving a resumable checkpoint.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -154,9 +155,15 @@ def run_config_command(args: argparse.Namespace, load: Callable[[], Any],
         summary(out)
         if args.json:
             print(json.dumps({k: v for k, v in out.items() if k not in ("history", "trainer")}))
+    # Drop the trainer (its DDP model holds Gloo/NCCL work) before the process group goes:
+    # torn down the other way round, at interpreter exit, a rank was seen to abort once in CI
+    # ("terminate called without an active exception", tests/training/test_distributed.py)
+    trainer = out.pop("trainer", None)
+    sig = getattr(trainer, "_stop_signal", None)
+    del trainer
+    gc.collect()
     cleanup_distributed()
     if out["status"] == "interrupted":
-        sig = out["trainer"]._stop_signal
         if is_main_process():
             if "member" in out:  # an ensemble: its interrupted member run is what resumes
                 member = out["members"][-1]["run_dir"]
