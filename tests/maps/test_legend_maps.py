@@ -204,9 +204,32 @@ def test_sample_design_and_assess_use_the_map_legend(tmp_path, capsys):
     cls = tmp_path / "s_class.tif"
     pts = tmp_path / "design.gpkg"
     assert main(["sample-design", "--input", str(cls), "--output", str(pts), "-n", "60",
-                 "--min-per-class", "10", "--quiet"]) == 0, capsys.readouterr().err
+                 "--min-per-class", "10", "--png", "--quiet"]) == 0, capsys.readouterr().err
     design = json.loads((tmp_path / "design_design.json").read_text())
     assert design["classes"] == NAMES
+    # --png: the map in the legend's colours with every point a white dot on its pixel
+    assert design["png"] == str(tmp_path / "design_points.png")
+    img = Image.open(tmp_path / "design_points.png")
+    zoom = int(img.text["sitsformer:zoom"])
+    table, _, _ = read_points(pts)
+    assert int(img.text["sitsformer:points"]) == len(table) == design["n_total"]
+    rgb = np.asarray(img.convert("RGB"))
+    centres = rgb[table["row"] * zoom + zoom // 2, table["col"] * zoom + zoom // 2]
+    np.testing.assert_array_equal(centres, np.full((len(table), 3), 255))
+    with rasterio.open(cls) as ds:
+        classes = ds.read(1)
+    far = np.ones(classes.shape, bool)  # pixels no dot reaches (radius max(2, zoom // 2))
+    reach = max(2, zoom // 2) // zoom + 1
+    for r, c in zip(table["row"], table["col"]):
+        far[max(r - reach, 0):r + reach + 1, max(c - reach, 0):c + reach + 1] = False
+    lut = np.array([lg.colors[i] for i in range(3)], np.uint8)
+    shown = rgb[:classes.shape[0] * zoom:zoom, :classes.shape[1] * zoom:zoom]
+    np.testing.assert_array_equal(shown[far], lut[classes[far]])
+    # a second run refuses to overwrite the PNG too
+    assert main(["sample-design", "--input", str(cls), "--output", str(tmp_path / "d2.gpkg"),
+                 "-n", "60", "--min-per-class", "10", "--png", str(tmp_path / "design_points.png"),
+                 "--quiet"]) == 1
+    assert "design_points.png" in capsys.readouterr().err
     assert design["legend"] == {"names": NAMES, "codes": CODES,
                                 "colors": ["#1f77b4", "#006400", "#0064c8"]}
     table, _, _ = read_points(pts)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from sitsformer.cli._cluster import add_cluster_options, runner_from_args, say
-from sitsformer.data.legend import add_legend_options
+from sitsformer.data.legend import add_legend_options, png_path
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,7 +23,9 @@ def run(args: argparse.Namespace) -> int:
                               user_accuracy=ua, min_per_class=args.min_per_class,
                               n_total=args.n, seed=args.seed, class_names=args.classes,
                               block=args.block, runner=runner, progress=not args.quiet,
-                              overwrite=args.overwrite, legend=args.legend)
+                              overwrite=args.overwrite, legend=args.legend,
+                              png=png_path(args.png, Path(args.output).with_name(
+                                  f"{Path(args.output).stem}_points.tif")))
     except (FileNotFoundError, FileExistsError, ValueError, OSError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -32,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     for c, N, w, u, n in zip(d.classes, d.pixels, d.weights, d.user_accuracy, d.allocation):
         say(args, f"| {c} | {N} | {w:.4f} | {u:.2f} | {n} |")
     say(args, f"points: {d.points}\ndesign: {d.design}")
+    if d.png:
+        say(args, f"quick-look: {d.png}")
     return 0
 
 
@@ -53,6 +58,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--classes", nargs="+", metavar="NAME",
                    help="class names, in index order (default: the map's legend)")
-    add_legend_options(p, png=False)
+    add_legend_options(p, png_default="<output stem>_points.png: the class map with the points")
     add_cluster_options(p)
     p.set_defaults(func=run)

@@ -506,7 +506,7 @@ def _render_target(h: int, w: int, side: int) -> tuple[int, int]:
 
 def write_quicklook(png: str | os.PathLike[str], raster: str | os.PathLike[str], *,
                     legend: Legend | None = None, title: str | None = None,
-                    side: int = QUICKLOOK_SIDE) -> Path:
+                    side: int = QUICKLOOK_SIDE, points: Any = None) -> Path:
     """A PNG of the first band of ``raster`` with its legend beside it.
 
     A class map (``legend`` given) is drawn with exactly the legend's (= the colour table's)
@@ -515,6 +515,10 @@ def write_quicklook(png: str | os.PathLike[str], raster: str | os.PathLike[str],
     maximum (white) with the range written beside it. The map is the top-left block of the
     image, each raster pixel drawn ``zoom x zoom`` (every ``step``-th pixel for rasters larger
     than ``side``); both are stored as PNG text (``sitsformer:step``, ``sitsformer:zoom``).
+
+    ``points`` (an ``(n, 2)`` array of pixel ``(row, col)``, e.g. a sample design's) are drawn
+    over the map as white dots ringed in black, centred on their pixels, and counted in the
+    legend and in the PNG text ``sitsformer:points``.
     """
     import numpy as np
     import rasterio
@@ -552,6 +556,18 @@ def write_quicklook(png: str | os.PathLike[str], raster: str | os.PathLike[str],
     img = Image.fromarray(rgba, "RGBA")
     if zoom > 1:
         img = img.resize((img.width * zoom, img.height * zoom), Image.NEAREST)
+    pts = np.zeros((0, 2), np.int64) if points is None else np.asarray(points, np.int64)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"points: expected an (n, 2) array of (row, col), got shape "
+                         f"{pts.shape}")
+    if len(pts):
+        dots = ImageDraw.Draw(img)
+        radius = max(2, zoom // 2)
+        for r, c in pts:
+            y, x = (r // step) * zoom + zoom // 2, (c // step) * zoom + zoom // 2
+            dots.ellipse([x - radius, y - radius, x + radius, y + radius],
+                         fill=(255, 255, 255, 255), outline=(0, 0, 0, 255))
+        lines.append((None, f"o {len(pts)} sample points"))
     font = ImageFont.load_default()
     row = 16
     text_w = max([len(t) for _, t in lines] + [len(title or "")]) * 7 + 40
@@ -574,6 +590,8 @@ def write_quicklook(png: str | os.PathLike[str], raster: str | os.PathLike[str],
     info.add_text("sitsformer:step", str(step))
     info.add_text("sitsformer:zoom", str(zoom))
     info.add_text("sitsformer:source", str(raster))
+    if len(pts):
+        info.add_text("sitsformer:points", str(len(pts)))
     out = Path(png)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")

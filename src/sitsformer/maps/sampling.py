@@ -146,6 +146,7 @@ class SampleDesign:
     pixel_area: float  # in CRS units squared
     crs: str | None
     legend: dict[str, Any] | None = None  # names, codes, colours (sitsformer.data.legend)
+    png: str | None = None  # the quick-look of the map with the points, when asked for
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -202,8 +203,8 @@ def sample_design(class_map: str | os.PathLike[str], output: str | os.PathLike[s
                   min_per_class: int = 50, n_total: int | None = None, seed: int = 0,
                   class_names: Sequence[str] | None = None, block: int = 512,
                   runner: BlockRunner | None = None, progress: bool = True,
-                  overwrite: bool = False, legend: str | os.PathLike[str] | None = None
-                  ) -> SampleDesign:
+                  overwrite: bool = False, legend: str | os.PathLike[str] | None = None,
+                  png: str | os.PathLike[str] | None = None) -> SampleDesign:
     """Draw a stratified random sample from a class map and write it.
 
     Writes ``output`` (GeoPackage, layer ``points``: ``point_id``, ``stratum`` (class index),
@@ -223,13 +224,15 @@ def sample_design(class_map: str | os.PathLike[str], output: str | os.PathLike[s
         class_names: names of the classes (default: the map's legend, as ``predict`` and
             ``smooth`` write it).
         legend: a legend file setting names and colours (:mod:`sitsformer.data.legend`).
+        png: also write a quick-look PNG here: the class map in its legend's colours with the
+            points drawn over it (:func:`sitsformer.data.legend.write_quicklook`).
 
     Raises:
         ValueError: bad parameters (named); FileExistsError: outputs exist.
     """
     out = Path(output)
     design_path = out.with_name(f"{out.stem}_design.json")
-    check_outputs([out, design_path], overwrite)
+    check_outputs([out, design_path] + ([Path(png)] if png else []), overwrite)
     if not 0 < target_se < 1:
         raise ValueError(f"target_se must be in (0, 1), got {target_se}")
     if min_per_class < 2:
@@ -307,7 +310,13 @@ def sample_design(class_map: str | os.PathLike[str], output: str | os.PathLike[s
         allocation=alloc.tolist(), n_formula=n_formula, n_total=int(alloc.sum()),
         target_se=target_se, expected_se=expected_oa_se(w, ua, alloc),
         min_per_class=min_per_class, seed=seed, pixel_area=pixel_area,
-        crs=src.crs.to_string() if src.crs else None, legend=lg.to_dict())
+        crs=src.crs.to_string() if src.crs else None, legend=lg.to_dict(),
+        png=str(png) if png else None)
+    if png:
+        from sitsformer.data.legend import write_quicklook
+
+        write_quicklook(png, class_map, legend=lg, points=pts[:, :2],
+                        title=f"{Path(class_map).name}: {len(pts)} points")
     tmp = design_path.with_name(f".{design_path.name}.partial")
     tmp.write_text(json.dumps(design.to_dict(), indent=2))
     os.replace(tmp, design_path)
