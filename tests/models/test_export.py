@@ -82,7 +82,7 @@ def test_cli_exported_program_matches_eager_on_a_padded_batch(case, tmp_path, on
     assert (all_valid[0] - eager(model, x, masks, dates)[0]).abs().max() > 1e-2
 
 
-def test_cli_onnx_matches_eager_on_a_padded_batch(tmp_path, one_thread):
+def test_cli_onnx_matches_eager_on_a_padded_batch(tmp_path, one_thread, capsys):
     ort = pytest.importorskip("onnxruntime", reason="the optional 'onnx' extra (onnxruntime) "
                               "is not installed")
     model = build("conv3d")
@@ -90,6 +90,13 @@ def test_cli_onnx_matches_eager_on_a_padded_batch(tmp_path, one_thread):
     out = tmp_path / "model.onnx"
     assert main(["export", "--checkpoint", str(ckpt), "--format", "onnx",
                  "--output", str(out)]) == 0
+    # the long export is announced before it starts, with what is exported
+    n_params = sum(p.numel() for p in model.parameters())
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[0] == (
+        f"exporting {ckpt} (sitsformer, {n_params:,} parameters) as onnx: tracing with "
+        "torch.export, then converting to ONNX (tens of seconds on a few CPU cores) ...")
+    assert captured.out.startswith(f"wrote onnx model to {out} in ")
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     assert names == export_input_names(model) == ["sequences", "masks", "doy"]

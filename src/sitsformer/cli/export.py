@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,16 +36,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --format must be one of {EXPORT_FORMATS}, got {args.format!r}",
               file=sys.stderr)
         return 2
+    start = time.perf_counter()
     try:
         model, _ = load_model(args.checkpoint)
+        if not args.quiet:  # one opaque call that takes a minute on a small CPU: say so first
+            print(f"exporting {args.checkpoint} ({model.config.arch}, "
+                  f"{sum(p.numel() for p in model.parameters()):,} parameters) as "
+                  f"{args.format}: tracing with torch.export"
+                  + (", then converting to ONNX" if args.format == "onnx" else "")
+                  + " (tens of seconds on a few CPU cores) ...", file=sys.stderr, flush=True)
         with _quiet_torch_export():
             path = export_model(model, args.output, args.format)
     except (ImportError, KeyError, ValueError) as err:
         print(f"error: exporting {args.checkpoint}: {err}", file=sys.stderr)
         return 1
     names = ", ".join(export_input_names(model))
-    print(f"wrote {args.format} model to {path} (inputs: {names}; output: logits "
-          f"(B, {model.config.num_classes}); up to {model.config.max_seq_len} dates)")
+    print(f"wrote {args.format} model to {path} in {time.perf_counter() - start:.1f} s "
+          f"(inputs: {names}; output: logits (B, {model.config.num_classes}); up to "
+          f"{model.config.max_seq_len} dates)")
     return 0
 
 
@@ -82,4 +91,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--output", required=True, help="file to write (e.g. model.onnx, model.pt2)")
     add_overwrite(p)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true",
+                   help="no line before the export starts (the result line is still printed)")
     p.set_defaults(func=run)
