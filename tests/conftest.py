@@ -35,3 +35,13 @@ def one_thread():
 def _seed_and_threads():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _bf16_cpu_warning_given(monkeypatch):
+    """The once-per-process warning that bf16 is emulated on this CPU (AVX2 machines: CI's may
+    be one) counts as given, so the bf16 tests do not depend on which ran first;
+    tests/training/test_hardware.py resets it and asserts it."""
+    import sitsformer._hardware as hw
+
+    monkeypatch.setattr(hw, "_warned", True)

@@ -300,6 +300,10 @@ def predict_raster(model: nn.Module, source: Any, output: str | os.PathLike[str]
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     if precision == "fp16" and dev.type != "cuda":
         raise ValueError("precision='fp16' needs a CUDA device; use 'bf16' on CPU")
+    if precision == "bf16":
+        from sitsformer._hardware import warn_emulated_bf16
+
+        warn_emulated_bf16(dev, "predict precision bf16")
     if legend is None:
         from sitsformer.data.legend import resolve
 

@@ -138,6 +138,10 @@ class SITSFormerTrainer:
             "cuda" if torch.cuda.is_available() else "cpu")
         if precision == "fp16" and self.device.type != "cuda":
             raise ValueError("precision='fp16' needs a CUDA device; use 'bf16' on CPU")
+        if precision == "bf16":
+            from sitsformer._hardware import warn_emulated_bf16
+
+            warn_emulated_bf16(self.device, "train.precision=bf16")
         self.model_without_ddp = model.to(self.device)
         self.model: nn.Module = self.model_without_ddp
         if is_distributed() and not isinstance(model, DistributedDataParallel):
