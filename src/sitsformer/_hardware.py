@@ -3,7 +3,8 @@
 bf16 autocast on a CPU is fast only where the instructions exist (AVX-512 BF16, AMX: recent
 Xeon and EPYC). On an AVX2-only CPU PyTorch emulates bf16 matmuls: measured on a 2-core AVX2
 EPYC, a training step of the ``victoria_pixel`` recipe took 2,872 ms in bf16 against 321 ms in
-fp32 (``docs/training.md``, "Mixed precision"). A user who asks for bf16 there is told so, once per process.
+fp32 (``docs/training.md``, "Mixed precision"). A user who asks for bf16 there is told so,
+once per process.
 """
 
 from __future__ import annotations
@@ -53,5 +54,6 @@ def warn_emulated_bf16(device: Any, what: str) -> bool:
         f"{what} on a CPU without native bf16 instructions (no avx512_bf16 / amx_bf16; "
         f"PyTorch's CPU capability: {torch.backends.cpu.get_cpu_capability()}): bf16 is "
         "emulated there and runs several times slower than fp32 (9x for a pixel-model "
-        "training step measured on an AVX2 CPU); use fp32 on this machine", RuntimeWarning, stacklevel=3)
+        "training step measured on an AVX2 CPU); use fp32 on this machine",
+        RuntimeWarning, stacklevel=3)
     return True
