@@ -47,7 +47,7 @@ from sitsformer.data import DataModule, shared_data_dir
 from sitsformer.evaluation.metrics import metrics_from_confusion_matrix
 from sitsformer.training.config import load_config
 from sitsformer.training.experiment import run_experiment
-from sitsformer.training.run import resolve_ensemble
+from sitsformer.training.run import resolve_size_rules
 
 __all__ = ["BASELINES", "CV_MAX_SAMPLES", "DEFAULT_MODELS", "DEFAULT_SETS", "MODELS",
            "BenchmarkInterrupted", "BenchmarkSet", "ModelEntry", "Protocol", "baseline_scores",
@@ -761,7 +761,7 @@ def run_benchmark(sets: Sequence[BenchmarkSet], seeds: Sequence[int] = (0, 1, 2)
                             f"logging.name={name}", f"logging.run_dir={out / 'runs'}",
                             f"logging.progress={str(progress).lower()}",
                             "logging.tensorboard=false"], base=recipe)
-                        cfg = resolve_ensemble(cfg, n_train=len(fit))
+                        cfg = resolve_size_rules(cfg, n_train=len(fit))
                         last = out / "runs" / name / "last.pt"
                         cut_short = resume and cfg.train.ensemble == 1 and last.is_file()
                         res = run_experiment(cfg, resume=str(last) if cut_short else None)

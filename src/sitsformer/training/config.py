@@ -155,6 +155,12 @@ class TrainSection:
     # train.ensemble only when the training split holds at most this many samples (None:
     # always): small sets, where seeds differ most, get K models; large ones one
     ensemble_max_samples: int | None = None
+    # a training split of at most small_set_max_samples samples (None: never) trains with the
+    # settings of small_set instead, dotted keys as on the command line ({"model.embed_dim":
+    # 64}); a key given as an override keeps the override. The run prints what was applied
+    # and its config.yaml holds the settings used, the rule cleared
+    small_set_max_samples: int | None = None
+    small_set: dict[str, Any] = field(default_factory=dict)
     # GiB a training step may use: picks block checkpointing and micro-batching (same effective
     # batch) from the measured saved-for-backward bytes (sitsformer.training.memory)
     memory_budget_gb: float | None = None
@@ -317,6 +323,7 @@ RANGES: dict[str, Range] = {
     "train.dist_timeout_s": _POSITIVE, "train.checkpoint_interval_s": _POSITIVE,
     "train.min_steps": _AT_LEAST_1, "train.ema_decay": Range(0, 1, True, True),
     "train.ensemble": _AT_LEAST_1, "train.ensemble_max_samples": _AT_LEAST_1,
+    "train.small_set_max_samples": _AT_LEAST_1,
     "train.memory_budget_gb": _POSITIVE,
     # pretrain / finetune
     "pretrain.hide_ratio": Range(0, 1, True, True), "pretrain.eval_seed": _SEED,
@@ -329,11 +336,39 @@ _NONE_MEANS = {"train.grad_clip": " (null = no clipping)",
                "train.checkpoint_interval_s": " (null = write checkpoints every epoch)"}
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def with_small_set(cfg: ExperimentConfig) -> Any:
+    """``cfg`` with the settings of ``train.small_set`` applied (dotted keys, or nested
+    sections) and the rule cleared (``small_set`` empty, ``small_set_max_samples`` null), so
+    the config written to a run folder trains the same model again. Validated like any config.
+
+    Raises:
+        ConfigError: an unknown key or an invalid value among the settings.
+    """
+    data = cfg.to_dict()
+    settings = flatten_keys(data["train"]["small_set"])
+    data["train"].update(small_set={}, small_set_max_samples=None)
+    return type(cfg).from_dict(_merge(data, _nest(settings)))
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"model.embed_dim": 64}`` -> ``{"model": {"embed_dim": 64}}``."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, last = key.split(".")
+        node = nested
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return nested
+
+
+def flatten_keys(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"embed_dim": 64}}`` -> ``{"model.embed_dim": 64}`` (reader options stay
+    one value)."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, dict) and k != "options":
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten_keys(v, f"{prefix}{k}."))
         else:
             out[prefix + k] = v
     return out
@@ -347,7 +382,12 @@ def check_values(cfg: ExperimentConfig) -> None:
     Raises:
         ConfigError: names the key, the value found and the valid range.
     """
-    flat = _flatten(cfg.to_dict())
+    flat = flatten_keys(cfg.to_dict())
+    if cfg.train.small_set:
+        try:
+            with_small_set(cfg)
+        except ConfigError as err:
+            raise ConfigError(f"config key 'train.small_set': {err}") from None
     for key, rng in RANGES.items():
         if key not in flat or flat[key] is None:
             continue
@@ -504,7 +544,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of sections, found {type(loaded).__name__}")
         data = _merge(data, loaded)
-    data = _merge(data, parse_overrides(overrides or []))
+    given = parse_overrides(overrides or [])
+    data = _merge(data, given)
+    rule = data.get("train", {}).get("small_set")
+    if isinstance(rule, dict) and rule:  # a setting given as an override is not replaced
+        keep = set(flatten_keys(given))
+        data["train"] = {**data["train"], "small_set": {
+            k: v for k, v in flatten_keys(rule).items() if k not in keep}}
     try:
         return cls.from_dict(data)
     except ConfigError as err:

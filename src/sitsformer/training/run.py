@@ -48,7 +48,13 @@ from torch import nn
 from sitsformer.data import DataModule
 from sitsformer.models import load_checkpoint, resolve_model_config
 from sitsformer.models.factory import build_model as build_architecture
-from sitsformer.training.config import MODEL_SECTION_EXTRA, ExperimentConfig, save_config
+from sitsformer.training.config import (
+    MODEL_SECTION_EXTRA,
+    ExperimentConfig,
+    flatten_keys,
+    save_config,
+    with_small_set,
+)
 from sitsformer.training.distributed import (
     broadcast_object,
     get_world_size,
@@ -62,7 +68,7 @@ from sitsformer.training.tasks import ClassificationTask
 from sitsformer.training.trainer import SITSFormerTrainer
 
 __all__ = ["Recipe", "ResumeConfigError", "build_model", "build_optimization",
-           "check_resume", "classification_task", "fit_and_test", "resolve_ensemble", "run",
+           "check_resume", "classification_task", "fit_and_test", "resolve_size_rules", "run",
            "seed_everything", "setup_run"]
 
 
@@ -382,18 +388,39 @@ class Recipe:
         return out
 
 
-def resolve_ensemble(cfg: ExperimentConfig, labelled: bool = True,
-                     n_train: int | None = None) -> ExperimentConfig:
-    """``cfg`` with ``train.ensemble`` set to 1 when ``train.ensemble_max_samples`` is set and
-    the training split holds more samples (printed, and the run's ``config.yaml`` then says
-    ``ensemble: 1``). Unchanged otherwise. ``n_train``: the training split's size when the
-    caller has read the data already (else it is read here, as the run will read it)."""
+def resolve_size_rules(cfg: ExperimentConfig, labelled: bool = True,
+                       n_train: int | None = None) -> ExperimentConfig:
+    """``cfg`` with the rules that depend on the training split's size resolved, each
+    printed when it changes something:
+
+    * ``train.small_set``: a split of at most ``train.small_set_max_samples`` samples trains
+      with these settings (:func:`~sitsformer.training.config.with_small_set`; the run's
+      ``config.yaml`` holds the settings used and the rule cleared);
+    * ``train.ensemble``: set to 1 when ``train.ensemble_max_samples`` is set and the split
+      holds more samples (``config.yaml`` then says ``ensemble: 1``).
+
+    Unchanged otherwise. ``n_train``: the training split's size when the caller has read the
+    data already (else it is read here, as the run will read it, once)."""
     t = cfg.train
-    if t.ensemble <= 1 or t.ensemble_max_samples is None:
+    small = t.small_set_max_samples is not None and bool(t.small_set)
+    if not small and (t.ensemble <= 1 or t.ensemble_max_samples is None):
         return cfg
     if n_train is None:
         n_train = len(DataModule.from_config(cfg.data, labelled=labelled).read().splits["train"])
-    if n_train <= t.ensemble_max_samples:
+    if small and n_train <= t.small_set_max_samples:  # type: ignore[operator]
+        settings = ", ".join(f"{k}={v}" for k, v in flatten_keys(t.small_set).items())
+        cfg = with_small_set(cfg)
+        if is_main_process():
+            print(f"a training split of {n_train} samples (at most "
+                  f"train.small_set_max_samples={t.small_set_max_samples}) trains with the "
+                  f"small-set settings: {settings}", flush=True)
+    return _resolve_ensemble(cfg, n_train)
+
+
+def _resolve_ensemble(cfg: ExperimentConfig, n_train: int) -> ExperimentConfig:
+    """The ensemble rule of :func:`resolve_size_rules`."""
+    t = cfg.train
+    if t.ensemble <= 1 or t.ensemble_max_samples is None or n_train <= t.ensemble_max_samples:
         return cfg
     if is_main_process():
         print(f"train.ensemble={t.ensemble} not used: the training split holds {n_train} "
@@ -436,7 +463,7 @@ def run(cfg: ExperimentConfig, recipe: Recipe, resume: str | None = None,
         ``{"run_dir", "status", "best_checkpoint", "last_checkpoint", "metrics_file", "plots",
         "history", "data", "input_spec", "test", ...}``.
     """
-    cfg = resolve_ensemble(cfg, recipe.labelled)
+    cfg = resolve_size_rules(cfg, recipe.labelled)
     if cfg.train.ensemble > 1:
         from sitsformer.training.ensemble import run_ensemble
 
