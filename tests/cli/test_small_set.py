@@ -97,3 +97,22 @@ def test_small_set_settings_nested_or_dotted_and_the_recipe_left_alone():
     assert (dotted.model.embed_dim, dotted.train.min_steps) == (64, 600)
     assert dotted.train.small_set == {} and dotted.train.small_set_max_samples is None
     assert with_small_set(dotted) == dotted
+
+
+def test_shipped_recipe_up_to_and_above_its_limit(capsys):
+    """The shipped recipe's rule applies to a split of exactly ``small_set_max_samples`` and
+    not to one more; above it the model is the recipe's own (the ensemble rule still acts)."""
+    from sitsformer.configs import shipped_configs
+    from sitsformer.training.run import resolve_size_rules
+
+    cfg = load_config(shipped_configs()["victoria_pixel"])
+    limit = cfg.train.small_set_max_samples
+    small = resolve_size_rules(cfg, n_train=limit)
+    assert f"a training split of {limit} samples" in capsys.readouterr().out
+    rule = cfg.train.small_set
+    assert (small.model.embed_dim, small.model.temporal_conv, small.train.min_steps) == (
+        rule["model.embed_dim"], rule["model.temporal_conv"], rule["train.min_steps"])
+    large = resolve_size_rules(cfg, n_train=limit + 1)
+    assert large.model == cfg.model and large.train.min_steps == cfg.train.min_steps
+    assert large.train.small_set == rule and large.train.ensemble == 1
+    assert "small-set settings" not in capsys.readouterr().out
